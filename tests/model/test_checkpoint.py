@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from meldctl.errors import CheckpointError
+from meldctl.model import ModelConfig, PreprocessConfig, build_model
+from meldctl.model.checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint, save_checkpoint
+from meldctl.model.text import load_tokenizer, tokenizer_to_files
+
+
+@pytest.fixture
+def saved(tmp_path: Path, tiny_bert: Path) -> tuple[Path, torch.nn.Module, dict]:
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none")).eval()
+    tokenizer = load_tokenizer(str(tiny_bert))
+    path = save_checkpoint(
+        tmp_path / "best.pt",
+        model,
+        PreprocessConfig(num_frames=4),
+        tokenizer_files=tokenizer_to_files(tokenizer),
+        metrics={"dev_emotion_weighted_f1": 0.5},
+    )
+    batch = dict(tokenizer(["oh my god"], return_tensors="pt"))
+    batch = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    batch["video"] = torch.randn(1, 3, 4, 32, 32)
+    batch["audio"] = torch.randn(1, 1, 64, 40)
+    return path, model, batch
+
+
+def test_round_trip_gives_the_same_outputs(saved, tiny_bert: Path) -> None:
+    path, model, batch = saved
+    loaded = load_checkpoint(path)
+    with torch.no_grad():
+        expected, actual = model(batch), loaded.model(batch)
+    assert torch.allclose(expected["emotion"], actual["emotion"], atol=1e-6)
+    assert torch.allclose(expected["sentiment"], actual["sentiment"], atol=1e-6)
+    assert loaded.preprocess.num_frames == 4
+    assert loaded.metrics == {"dev_emotion_weighted_f1": 0.5}
+    assert loaded.tokenizer("oh my god")["input_ids"] == load_tokenizer(str(tiny_bert))("oh my god")["input_ids"]
+
+
+def test_checkpoint_loads_without_the_original_text_folder(saved, tiny_bert: Path, tmp_path: Path) -> None:
+    path, model, batch = saved
+    moved = tiny_bert.rename(tmp_path / "elsewhere")
+    try:
+        loaded = load_checkpoint(path)
+        with torch.no_grad():
+            assert torch.allclose(model(batch)["emotion"], loaded.model(batch)["emotion"], atol=1e-6)
+    finally:
+        moved.rename(tiny_bert)
+
+
+def test_payload_is_plain_values_and_labels(saved) -> None:
+    payload = torch.load(saved[0], weights_only=True)
+    assert payload["labels"]["emotion"] == [
+        "neutral",
+        "surprise",
+        "fear",
+        "sadness",
+        "joy",
+        "disgust",
+        "anger",
+    ]
+    assert payload["labels"]["sentiment"] == ["neutral", "positive", "negative"]
+    assert payload["format_version"] == FORMAT_VERSION
+
+
+class _Touch:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "meldctl-checkpoint", "payload": _Touch(marker)}, evil)
+    with pytest.raises(CheckpointError, match="would run code"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    with evil.open("wb") as f:  # a plain pickle, not a torch zip file
+        pickle.dump(_Touch(marker), f)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_truncated_foreign_and_newer_files_are_refused(saved, tmp_path: Path) -> None:
+    path = saved[0]
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a meldctl checkpoint"):
+        read_checkpoint(foreign)
+    newer = tmp_path / "newer.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, newer)
+    with pytest.raises(CheckpointError, match="format version"):
+        read_checkpoint(newer)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError):
+        read_checkpoint(text)
+
+
+def test_save_is_atomic(saved, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, model, _ = saved
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, PreprocessConfig())
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
