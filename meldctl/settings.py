@@ -106,7 +106,10 @@ class TrainSettings(_Section):
     encoder_lr: float = Field(2e-5, gt=0, description="Learning rate of an unfrozen encoder.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     label_smoothing: float = Field(0.05, ge=0, lt=1, description="Label smoothing of both cross-entropies.")
-    class_weights: bool = Field(True, description="Weight the losses by inverse class frequency of train.")
+    class_weights: Literal["none", "inverse", "sqrt"] = Field(
+        "sqrt",
+        description="Class weights of both losses from train label counts: none, inverse frequency, or its square root.",
+    )
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this value (0 turns it off).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warm-up before cosine decay.")
     patience: int = Field(4, ge=0, description="Stop after this many epochs without a better dev F1 (0: never).")

@@ -30,3 +30,25 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a tiny BERT and its tokenizer, usable as --text-model."""
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded sample, prepared once per session (clips, 16 kHz WAVs, manifests). Treat it as read-only:
+    tests that write a cache copy it first (`prepared_copy`)."""
+    from meldctl.prepare import prepare
+    from meldctl.settings import DataSettings
+
+    data_dir = tmp_path_factory.mktemp("sample-data")
+    prepare(DataSettings(data_dir=data_dir, source="sample", workers=2))
+    return data_dir
+
+
+@pytest.fixture
+def prepared_copy(sample_data: Path, tmp_path: Path) -> Path:
+    """A private copy of the prepared sample, without any feature cache."""
+    import shutil
+
+    target = tmp_path / "data"
+    shutil.copytree(sample_data, target, symlinks=True, ignore=shutil.ignore_patterns("cache"))
+    return target

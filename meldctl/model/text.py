@@ -35,7 +35,9 @@ def load_pretrained_text(name: str) -> nn.Module:
             takes a local folder.
     """
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # meldctl draws its own progress; HF's bars would interleave with it
     source = resolve_text_model(name)
     try:
         return AutoModel.from_pretrained(source)

@@ -1,0 +1,87 @@
+"""The per-split manifest: `DATA_DIR/manifest/{split}.jsonl`, one JSON object per utterance.
+
+`prepare` writes it; `train`, `eval` and the cache read it. Paths inside are relative to the data folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from meldctl.errors import DataError
+from meldctl.io import write_text_atomic
+
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+Status = Literal["ok", "missing", "corrupt", "no_audio", "too_long"]
+STATUSES: tuple[str, ...] = ("ok", "missing", "corrupt", "no_audio", "too_long")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One utterance of one split."""
+
+    split: str
+    dialogue_id: int
+    utterance_id: int
+    text: str
+    speaker: str
+    emotion: str
+    sentiment: str
+    clip: str | None  # relative to the data folder
+    audio: str | None  # relative to the data folder
+    duration_s: float | None
+    status: Status
+    error: str | None = None
+    season: int | None = None
+    episode: int | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+    note: str | None = None  # a remark that does not change the status (e.g. a zero-length CSV span)
+
+    @property
+    def key(self) -> str:
+        """Unique within a split; IDs restart at 0 in every split."""
+        return f"dia{self.dialogue_id}_utt{self.utterance_id}"
+
+
+def manifest_path(data_dir: Path, split: str) -> Path:
+    return Path(data_dir) / "manifest" / f"{split}.jsonl"
+
+
+def write_manifest(data_dir: Path, split: str, rows: list[ManifestRow]) -> Path:
+    """Write a split's manifest atomically."""
+    path = manifest_path(data_dir, split)
+    write_text_atomic(path, "".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows))
+    return path
+
+
+def read_manifest(data_dir: Path, split: str) -> list[ManifestRow]:
+    """Read a split's manifest.
+
+    Raises:
+        DataError: the manifest is missing (prepare has not run) or a line is malformed.
+    """
+    path = manifest_path(data_dir, split)
+    if not path.is_file():
+        raise DataError(
+            f"no manifest for split {split!r} at {path}",
+            hint=f"run: meldctl prepare --data-dir {data_dir} (or --source sample for the embedded sample)",
+        )
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(ManifestRow(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DataError(f"{path}:{number}: malformed manifest line ({exc})", hint="rerun meldctl prepare") from None
+    return rows
+
+
+def count_statuses(rows: list[ManifestRow]) -> dict[str, int]:
+    """`{status: n}` with every status present, zeros included."""
+    counts = Counter(row.status for row in rows)
+    return {status: counts.get(status, 0) for status in STATUSES}

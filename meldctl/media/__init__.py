@@ -1,0 +1,1 @@
+"""Everything that runs FFmpeg: probing clips, extracting audio, reading frames (through PyAV or ffmpeg-python)."""

@@ -1,0 +1,1 @@
+"""Training: losses, metrics, the loop, the run orchestration, torchrun and SageMaker support."""

@@ -1,0 +1,47 @@
+"""MELD's metrics, from scikit-learn: accuracy, weighted F1 (the headline), macro F1, per class, confusion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def head_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Scores of one head.
+
+    Args:
+        y_true: Gold class indices.
+        y_pred: Predicted class indices.
+        labels: Class names in index order.
+
+    Returns:
+        `{"accuracy", "weighted_f1", "macro_f1", "per_class": {label: {precision, recall, f1, support}},
+        "confusion": [[...]]}` with rows as gold classes, columns as predictions.
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    ids = list(range(len(labels)))
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=ids, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "per_class": {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
+    }
+
+
+def majority_baseline(y_true: Sequence[int], train_counts: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Scores of always predicting the most frequent training class: the floor every model must beat."""
+    majority = int(np.argmax(train_counts))
+    scores = head_metrics(y_true, [majority] * len(y_true), labels)
+    return {"label": labels[majority], "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"],
+            "macro_f1": scores["macro_f1"]}

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from meldctl.data.manifest import read_manifest, write_manifest
+from meldctl.model.checkpoint import load_checkpoint, read_checkpoint
+from meldctl.settings import load_settings
+from meldctl.training.trainer import Reporter, run_training
+
+
+class Recorder(Reporter):
+    def __init__(self) -> None:
+        self.progress_calls: list[tuple[str, int, int]] = []
+        self.records: list[dict] = []
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        self.progress_calls.append((label, done, total))
+
+    def epoch_end(self, record: dict) -> None:
+        self.records.append(record)
+
+
+def _settings(data_dir: Path, tiny_bert: Path, **train):
+    return load_settings(overrides={
+        "data": {"data_dir": data_dir},
+        "model": {"text_model": str(tiny_bert), "video_weights": "none", "num_frames": 4, "frame_size": 32,
+                  "audio_seconds": 2.0},
+        "train": {"epochs": 2, "batch_size": 8, "workers": 0, **train},
+    })
+
+
+def test_end_to_end_on_the_sample_writes_checkpoints_and_events(prepared_copy: Path, tiny_bert: Path,
+                                                                 tmp_path: Path) -> None:
+    s = _settings(prepared_copy, tiny_bert)
+    reporter = Recorder()
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run", reporter=reporter)
+    assert result.stopped == "completed" and result.epochs_run == 2
+    assert [r["epoch"] for r in reporter.records] == [1, 2]
+    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(result.cached) == ["audio", "text_features", "video_features"]
+    loaded = load_checkpoint(result.best_path)
+    assert loaded.model.config.modalities == ("text", "audio", "video")
+    assert loaded.preprocess.num_frames == 4  # preprocessing travels with the checkpoint
+    assert read_checkpoint(result.last_path)["training"]["next_epoch"] == 3
+    for key in ("dev_emotion_weighted_f1", "dev_sentiment_weighted_f1", "dev_emotion_accuracy"):
+        assert 0.0 <= result.best_metrics[key] <= 1.0
+
+
+def test_cache_is_built_once_reused_and_invalidated(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    s = _settings(prepared_copy, tiny_bert, epochs=1)
+    first = Recorder()
+    a = run_training(s.data, s.model, s.train, run_dir=tmp_path / "a", reporter=first)
+    built = {label for label, done, total in first.progress_calls if done < total}
+    assert {"text features, train", "video features, train", "audio features, train"} <= built
+    second = Recorder()
+    b = run_training(s.data, s.model, s.train, run_dir=tmp_path / "b", reporter=second)
+    assert second.progress_calls == [], "a second run must not recompute any feature"
+    # Same seed, same data: the run that built the cache and the one that reused it train identically.
+    assert a.history[0]["train_loss"] == pytest.approx(b.history[0]["train_loss"], rel=1e-5)
+    folders = {p.name.split("-")[0]: p.name for p in (prepared_copy / "cache").iterdir()}
+    changed = load_settings(overrides={**{"data": {"data_dir": prepared_copy}},
+                                       "model": {**s.model.model_dump(), "num_frames": 2},
+                                       "train": s.train.model_dump()})
+    third = Recorder()
+    run_training(changed.data, changed.model, changed.train, run_dir=tmp_path / "c", reporter=third)
+    rebuilt = {label.split(" ")[0] for label, done, total in third.progress_calls if done < total}
+    assert rebuilt == {"video"}, "only the video cache depends on the frame count"
+    after = {p.name for p in (prepared_copy / "cache").iterdir()}
+    assert folders["video_features"] in after and len([n for n in after if n.startswith("video")]) == 2
+
+
+def test_interrupted_cache_build_keeps_its_rows(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    from meldctl.data.cache import Interrupted
+
+    s = _settings(prepared_copy, tiny_bert, epochs=1)
+    calls = {"n": 0}
+
+    def stop_after_two_batches() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 3
+
+    s.model.modalities = ["video"]
+    with pytest.raises(Interrupted):
+        run_training(s.data, s.model, s.train, run_dir=tmp_path / "a", should_stop=stop_after_two_batches)
+    resumed = Recorder()
+    run_training(s.data, s.model, s.train, run_dir=tmp_path / "b", reporter=resumed)
+    first_train = next(c for c in resumed.progress_calls if c[0] == "video features, train")
+    assert first_train[1] >= 16, "rows computed before the interruption are kept"
+    assert first_train[1] < first_train[2]
+
+
+def test_model_overfits_16_utterances(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    rows = read_manifest(prepared_copy, "train")[:16]
+    write_manifest(prepared_copy, "train", rows)
+    write_manifest(prepared_copy, "dev", rows)  # score the training rows themselves
+    s = load_settings(overrides={
+        "data": {"data_dir": prepared_copy},
+        "model": {"modalities": "text,audio", "text_model": str(tiny_bert), "dropout": 0.0, "audio_seconds": 2.0},
+        "train": {"epochs": 60, "batch_size": 16, "workers": 0, "lr": 3e-3, "label_smoothing": 0.0,
+                  "patience": 0, "class_weights": "none", "warmup_ratio": 0.0},
+    })
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
+    losses = [r["train_loss"] for r in result.history]
+    assert losses[-1] < losses[0] * 0.2
+    assert result.history[-1]["train_emotion_accuracy"] == 1.0
+    assert result.best_metrics["dev_emotion_accuracy"] == 1.0
+
+
+def test_resume_continues_epochs_and_optimizer_state(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    s = _settings(prepared_copy, tiny_bert, epochs=1)
+    run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
+    saved = read_checkpoint(tmp_path / "run" / "last.pt")["training"]
+    steps_after_one = saved["optimizer"]["state"][0]["step"].item()
+    s.train.epochs = 3
+    s.model.num_frames = 8  # ignored: a resumed run keeps its checkpoint's preprocessing
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run", resume=tmp_path / "run")
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    final = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert final["training"]["optimizer"]["state"][0]["step"].item() == pytest.approx(3 * steps_after_one)
+    assert final["preprocess"]["num_frames"] == 4
+
+
+def test_stop_request_saves_last_and_resume_redoes_the_epoch(prepared_copy: Path, tiny_bert: Path,
+                                                             tmp_path: Path) -> None:
+    s = _settings(prepared_copy, tiny_bert, epochs=2)
+    s.model.modalities = ["text"]
+    run_training(s.data, s.model, s.train, run_dir=tmp_path / "warm")  # build the cache first
+    batches = {"n": 0}
+
+    def stop_in_epoch_two() -> bool:
+        batches["n"] += 1
+        return batches["n"] == 8  # 42 rows / 8 = 6 batches an epoch: batch 2 of epoch 2
+
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run", should_stop=stop_in_epoch_two)
+    assert result.stopped == "interrupted"
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["training"]["next_epoch"] == 2
+    load_checkpoint(tmp_path / "run" / "best.pt")  # never a best.pt that does not load
+    resumed = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run", resume=tmp_path / "run" / "last.pt")
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+
+
+def test_text_only_trains_without_clips(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    for split in ("train", "dev"):
+        rows = [dataclasses.replace(r, clip=None, audio=None, status="missing", error="no clip")
+                for r in read_manifest(prepared_copy, split)]
+        write_manifest(prepared_copy, split, rows)
+    s = _settings(prepared_copy, tiny_bert, epochs=1)
+    s.model.modalities = ["text"]
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
+    assert result.skipped == {"train": {}, "dev": {}}
+    s.model.modalities = ["text", "audio"]
+    with pytest.raises(Exception, match="usable training utterances"):
+        run_training(s.data, s.model, s.train, run_dir=tmp_path / "run2")
+
+
+def test_no_cache_trains_from_raw_media(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    s = _settings(prepared_copy, tiny_bert, epochs=1)
+    s.data.cache = False
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
+    assert result.cached == [] and result.epochs_run == 1
+    assert not (prepared_copy / "cache").exists()
+
+
+def test_unfrozen_text_encoder_bypasses_its_cache_and_changes(prepared_copy: Path, tiny_bert: Path,
+                                                              tmp_path: Path) -> None:
+    s = _settings(prepared_copy, tiny_bert, epochs=1)
+    s.model.modalities = ["text"]
+    s.model.freeze_text = False
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
+    assert result.cached == []
+    tuned = load_checkpoint(result.best_path).model.text.encoder.embeddings.word_embeddings.weight
+    from transformers import AutoModel
+
+    original = AutoModel.from_pretrained(tiny_bert).embeddings.word_embeddings.weight
+    assert not torch.allclose(tuned, original)
