@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,minilm
+EXTRAS ?= dev,minilm,sagemaker
 
 .PHONY: install test lint format demo bench clean
 
@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 lint: install
 	$(BIN)/ruff check meldctl tests benchmarks scripts
 	$(BIN)/ruff format --check meldctl tests benchmarks scripts
+	$(BIN)/hadolint Dockerfile
 
 format: install
 	$(BIN)/ruff check --fix meldctl tests benchmarks scripts

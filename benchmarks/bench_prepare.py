@@ -2,7 +2,7 @@
 
 Runs on copies of the embedded sample's clips (no network, no dataset needed):
 
-    python benchmarks/bench_prepare.py [--repeat 2] [--rounds 3]
+    python benchmarks/bench_prepare.py [--repeat 1] [--rounds 3]
 
 Rows, all over the same clips in the same run:
 - plain loop: one `ffmpeg -i clip -ac 1 -ar 16000 out.wav` after another (what a shell script would do);
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,14 +57,24 @@ def whole_prepare(out: Path, workers: int) -> None:
     prepare(DataSettings(source="sample", data_dir=out, workers=workers))
 
 
-def best_seconds(run: Callable[[Path], None], rounds: int) -> float:
-    """Best wall time of `rounds` runs, each into a fresh output folder."""
+def _cpu_seconds() -> float:
+    # FFmpeg runs in child processes: their CPU time counts, with this process's own (PyAV probes, threads).
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def best_seconds(run: Callable[[Path], None], rounds: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of the fastest of `rounds` runs, each into a fresh output folder.
+
+    CPU over wall is the number of cores a row kept busy: when it stays far below the worker count on an
+    otherwise idle machine, the pool is the bottleneck; on a shared machine it is the other processes.
+    """
     times = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as out:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_seconds()
             run(Path(out))
-            times.append(time.perf_counter() - started)
+            times.append((time.perf_counter() - started, _cpu_seconds() - cpu))
     return min(times)
 
 
@@ -75,16 +86,34 @@ def machine() -> str:
         cpu = names[0] if names else cpu
     version = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout.split("\n")[0]
     return (
-        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores visible\n"
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores visible, "
+        f"load average before the run {os.getloadavg()[0]:.1f} (above 0: other processes share the cores)\n"
         f"Python {sys.version.split()[0]}, {version} ({ffmpeg_exe()})"
     )
 
 
+def _cells(name: str, result: tuple[float, float], clips: int, plain: float | None, one: float) -> list[str]:
+    seconds, cpu = result
+    ratio = f"{plain / seconds:.2f}x" if plain else ""
+    return [name, f"{seconds:.2f}", f"{clips / seconds:.1f}", f"{cpu / seconds:.2f}", ratio, f"{one / seconds:.2f}x"]
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table: first column left-aligned, the rest right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for n, row in enumerate([header, *rows]):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        print("| " + " | ".join(cells) + " |")
+        if n == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="prepare audio extraction benchmark")
-    parser.add_argument("--repeat", type=int, default=2, help="copies of the 70 sample clips")
+    parser.add_argument("--repeat", type=int, default=1, help="copies of the 70 sample clips")
     parser.add_argument("--rounds", type=int, default=3, help="runs per row; the best is reported")
     args = parser.parse_args()
+    info = machine()  # before the runs, so the load average is that of the other processes
     cores = os.cpu_count() or 1
     workers = sorted({1, 2, cores})
     with tempfile.TemporaryDirectory() as folder:
@@ -101,19 +130,13 @@ def main() -> None:
         )
         for n in workers
     ]
-    print(machine())
+    print(info)
     print(f"{len(clips)} clips for extraction (sample x{args.repeat}, ~2 s each); prepare() rows: {sample_clips} clips")
     print(f"best of {args.rounds} rounds\n")
-    print(f"| {'what':<40} | {'seconds':>8} | {'clips/s':>8} | {'vs plain loop':>13} | {'vs 1 worker':>11} |")
-    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 13}|")
-    plain, one = rows[0][1], rows[1][1]
-    for name, seconds in rows:
-        rate = len(clips) / seconds
-        print(f"| {name:<40} | {seconds:>8.2f} | {rate:>8.1f} | {plain / seconds:>12.2f}x | {one / seconds:>10.2f}x |")
-    one_prepare = prepare_rows[0][1]
-    for name, seconds in prepare_rows:
-        rate = sample_clips / seconds
-        print(f"| {name:<40} | {seconds:>8.2f} | {rate:>8.1f} | {'':>13} | {one_prepare / seconds:>10.2f}x |")
+    plain, one, one_prepare = rows[0][1][0], rows[1][1][0], prepare_rows[0][1][0]
+    table = [_cells(name, result, len(clips), plain, one) for name, result in rows]
+    table += [_cells(name, result, sample_clips, None, one_prepare) for name, result in prepare_rows]
+    print_table(["what", "seconds", "clips/s", "cores busy", "vs plain loop", "vs 1 worker"], table)
 
 
 if __name__ == "__main__":

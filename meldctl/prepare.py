@@ -6,9 +6,11 @@ embedded sample). Every step is idempotent: a rerun keeps what is complete and f
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -107,7 +109,7 @@ def _notify(progress: Progress | None, event: PrepareEvent) -> None:
 
 def _from_archive(archive: Path, data_dir: Path, progress: Progress | None) -> Path:
     stem = archive.name.removesuffix(".gz").removesuffix(".tgz").removesuffix(".tar")
-    count = iter(range(1, 1 << 62))
+    count = itertools.count(1)
     return extract_meld(
         archive,
         data_dir / "raw" / f"{stem}.extracted",
@@ -116,7 +118,7 @@ def _from_archive(archive: Path, data_dir: Path, progress: Progress | None) -> P
 
 
 def _from_url(url: str, data: DataSettings, progress: Progress | None) -> Path:
-    name = url.rstrip("/").rsplit("/", 1)[-1] or "MELD.Raw.tar.gz"
+    name = urllib.parse.urlparse(url).path.rstrip("/").rsplit("/", 1)[-1] or "MELD.Raw.tar.gz"
     result = download(
         url,
         data.data_dir / "raw" / name,

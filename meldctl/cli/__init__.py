@@ -12,8 +12,9 @@ from typer.core import TyperGroup
 
 from meldctl import __version__
 from meldctl.cli import config as config_cmd
-from meldctl.cli import train as train_cmd
+from meldctl.cli import logs as logs_cmd
 from meldctl.cli import prepare as prepare_cmd
+from meldctl.cli import train as train_cmd
 from meldctl.cli.common import console, root
 from meldctl.errors import MeldError
 
@@ -73,6 +74,7 @@ def _root(
 app.add_typer(config_cmd.app, name="config")
 app.command("prepare")(prepare_cmd.prepare)
 app.command("train")(train_cmd.train)
+app.add_typer(logs_cmd.app, name="logs")
 
 
 def main() -> None:

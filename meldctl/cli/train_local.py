@@ -67,8 +67,9 @@ class RichReporter:
         keys = ("train_loss", "dev_loss", "dev_emotion_accuracy", "dev_emotion_weighted_f1", "dev_sentiment_accuracy",
                 "dev_sentiment_weighted_f1")
         line = " ".join([f"epoch={record['epoch']}", *(f"{k}={record[k]:.4f}" for k in keys)])
+        # soft_wrap: a job's log is no terminal, and a wrapped line would hide metrics from SageMaker's regexes.
         self.bars.console.print(f"[meldctl] {line}{'  (best)' if record.get('improved') else ''}",
-                                    markup=False, highlight=False)
+                                markup=False, highlight=False, soft_wrap=True)
 
     def note(self, text: str) -> None:
         self.bars.console.print(text)
@@ -83,32 +84,40 @@ def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None
     from meldctl.training.sagemaker_env import detect
 
     job = detect()
-    if job is not None:
-        settings = job.apply(settings)
-        resume = resume or job.resume_from()
-    run_dir = settings.train.run_dir or (resume.parent if resume and resume.is_file() else resume) or default_run_dir(settings)
+    is_main = os.environ.get("RANK", "0") == "0"  # torchrun: only rank 0 writes files, logs and reports
     try:
-        result = _train(settings, run_dir, resume)
+        if job is not None:
+            settings = job.apply(settings)
+            resume = resume or job.resume_from()
+        run_dir = settings.train.run_dir or _resume_folder(resume) or default_run_dir(settings)
+        result = _train(settings, run_dir, resume, is_main)
     except BaseException as exc:
         if job is not None and not isinstance(exc, KeyboardInterrupt):
             job.fail(str(exc) or type(exc).__name__)
         raise
     if job is not None and result.best_path is not None:
         job.export(result.run_dir)
-    _render(result, as_json)
+    if is_main:
+        _render(result, as_json)
     if result.stopped == "interrupted":
-        console.print(
-            f"[yellow]Stopped by {result.signal}; saved {result.last_path}.[/] Resume with: "
-            f"meldctl train --resume {result.run_dir}", soft_wrap=True,
-        )
+        if is_main:
+            console.print(
+                f"[yellow]Stopped by {result.signal}; saved {result.last_path}.[/] Resume with: "
+                f"meldctl train --resume {result.run_dir}", soft_wrap=True,
+            )
         raise SystemExit(130 if result.signal == "SIGINT" else 143)
 
 
-def _train(settings: Settings, run_dir: Path, resume: Path | None) -> Any:
+def _resume_folder(resume: Path | None) -> Path | None:
+    if resume is None:
+        return None
+    return resume.parent if resume.is_file() else resume
+
+
+def _train(settings: Settings, run_dir: Path, resume: Path | None, is_main: bool) -> Any:
     from meldctl.training.signals import GracefulStop
     from meldctl.training.trainer import run_training
 
-    is_main = os.environ.get("RANK", "0") == "0"  # torchrun: only rank 0 writes files and draws bars
     if is_main:
         from meldctl.io import write_text_atomic
 
@@ -136,6 +145,8 @@ def _render(result: Any, as_json: bool) -> None:
         "skipped": result.skipped, "cached": result.cached,
         "tensorboard": str(result.tensorboard_dir) if result.tensorboard_dir else None,
     }
+    best = " ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
+    console.print(f"[meldctl] best epoch={result.best_epoch} {best}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
         print_json(summary)
         return

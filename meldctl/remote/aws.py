@@ -52,7 +52,9 @@ def aws_errors(action: str, *, instance_type: str | None = None, bucket: str | N
     except botocore.exceptions.NoCredentialsError:
         raise RemoteError(f"{action}: no AWS credentials found", hint=CREDENTIALS_HINT) from None
     except botocore.exceptions.NoRegionError:
-        raise RemoteError(f"{action}: no AWS region configured", hint="pass --region or set AWS_DEFAULT_REGION") from None
+        raise RemoteError(
+            f"{action}: no AWS region configured", hint="pass --region or set AWS_DEFAULT_REGION"
+        ) from None
     except botocore.exceptions.EndpointConnectionError as exc:
         raise RemoteError(
             f"{action}: cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}",
@@ -90,6 +92,8 @@ def explain_client_error(
         return RemoteError(what, hint="pick an instance type SageMaker training offers, e.g. ml.g5.xlarge")
     if code == "ValidationException" and "role" in message.lower():
         return RemoteError(what, hint="check --role: an IAM role ARN that trusts sagemaker.amazonaws.com")
-    if code == "ResourceNotFound":
+    lowered = message.lower()
+    not_found = code == "ValidationException" and ("not found" in lowered or "could not find" in lowered)
+    if code == "ResourceNotFound" or not_found:
         return RemoteError(what, hint="check the job name with `meldctl logs list` (and the --region)")
     return RemoteError(what)

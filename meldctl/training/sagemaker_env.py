@@ -368,5 +368,7 @@ def _single_subfolder(folder: Path, marker: str) -> Path:
 def _weights_file(folder: Path) -> Path | None:
     if folder.is_file():
         return folder
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES) if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES) if folder.is_dir() else []
+    )
     return files[0] if files else None

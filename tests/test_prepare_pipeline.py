@@ -133,3 +133,29 @@ def test_a_clips_folder_prepare_did_not_make_is_left_alone(tmp_path: Path, defec
     with pytest.raises(DataError, match="not made by prepare"):
         prepare(_settings(defects, tmp_path / "data", splits=["dev"]))
     assert mine.is_file()
+
+
+def test_url_source_downloads_then_extracts(tmp_path: Path) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "www"
+    served.mkdir()
+    csv = write_csv(tmp_path / "x.csv", [(0, 0, "Hi.", "joy", "positive")]).read_bytes()
+    (served / "MELD.Raw.tar.gz").write_bytes(_tar_gz_bytes({"MELD.Raw/dev_sent_emo.csv": csv}))
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/MELD.Raw.tar.gz?mirror=1"
+        summary = prepare(_settings(url, tmp_path / "data", splits=["dev"]))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert (tmp_path / "data" / "raw" / "MELD.Raw.tar.gz").is_file()
+    assert summary.splits["dev"].counts["missing"] == 1 and summary.splits["dev"].text_only

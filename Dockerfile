@@ -1,0 +1,37 @@
+# meldctl training image for SageMaker (bring your own container: `meldctl train --remote --image URI`).
+#
+# SageMaker starts a training container as `docker run IMAGE train`: with `meldctl` as the entrypoint that is
+# `meldctl train`, which honours the container contract (SM_* variables, /opt/ml/model, /opt/ml/checkpoints,
+# /opt/ml/output/tensorboard, /opt/ml/output/failure). Jobs submitted by `meldctl train --remote` run the
+# SageMaker SDK's driver instead of the entrypoint; they pip-install the submitting meldctl's requirements,
+# which are already satisfied here, so the job starts at once.
+#
+# Build and push: see docs/remote.md ("Your own image").
+#   docker build -t meldctl-train .
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# FFmpeg decodes the clips (video frames, audio) when features are not cached yet.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg=7:5.* \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/meldctl
+COPY pyproject.toml README.md ./
+COPY meldctl ./meldctl
+# meldctl pins its dependencies (torch==2.11.0, torchvision==0.26.0, torchaudio==2.11.0) in pyproject.toml;
+# PyPI's Linux torch wheels bring their CUDA libraries, so no CUDA base image is needed.
+# hadolint ignore=DL3013
+RUN pip install ".[minilm]" \
+    && meldctl --version
+
+# Where SageMaker mounts inputs and collects outputs; the folders exist so a local `docker run` works too.
+RUN mkdir -p /opt/ml/input/data /opt/ml/model /opt/ml/checkpoints /opt/ml/output/tensorboard
+WORKDIR /opt/ml
+
+ENTRYPOINT ["meldctl"]
+CMD ["train"]

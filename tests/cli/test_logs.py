@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from aws_servers import ROLE, aws_env, moto_server, s3_client, s3_server  # noqa: F401
+from typer.testing import CliRunner
+
+from meldctl.cli import app
+from meldctl.cli import logs as logs_cmd
+from meldctl.remote.cloudwatch import LOG_GROUP
+
+runner = CliRunner()
+
+
+def create_job(bucket: str, name: str) -> str:
+    """A finished job in moto whose TensorBoard prefix lives in SeaweedFS; returns that prefix's key."""
+    prefix = f"meldctl/{name}/tensorboard"
+    boto3.client("sagemaker").create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/output"},
+        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+        TensorBoardOutputConfig={"S3OutputPath": f"s3://{bucket}/{prefix}", "LocalPath": "/opt/ml/output/tensorboard"},
+    )
+    return prefix
+
+
+def test_sync_brings_event_files_home_incrementally(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
+    prefix = create_job(aws_env, "meldctl-cc-1")
+    s3 = s3_client()
+    s3.put_object(Bucket=aws_env, Key=f"{prefix}/events.out.tfevents.1.algo-1", Body=b"x" * 64)
+    s3.put_object(Bucket=aws_env, Key=f"{prefix}/eval/events.out.tfevents.2.algo-1", Body=b"y" * 8)
+
+    result = runner.invoke(app, ["logs", "sync", "meldctl-cc-1", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    dest = tmp_path / "runs" / "meldctl-cc-1" / "tensorboard"
+    assert summary["copied"] == 2 and Path(summary["dest"]).resolve() == dest
+    assert (dest / "events.out.tfevents.1.algo-1").read_bytes() == b"x" * 64
+    assert result.stderr.splitlines()[-1] == "tensorboard --logdir runs/meldctl-cc-1/tensorboard"
+
+    s3.put_object(Bucket=aws_env, Key=f"{prefix}/events.out.tfevents.1.algo-1", Body=b"x" * 64 + b"z" * 16)
+    again = runner.invoke(app, ["logs", "sync", "meldctl-cc-1", "--json", "--dest", str(dest)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["copied"] == 1 and json.loads(again.stdout)["bytes"] == 16
+
+
+def test_sync_follow_runs_until_the_job_ends(tmp_path: Path, aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    prefix = create_job(aws_env, "meldctl-dd-1")
+    s3_client().put_object(Bucket=aws_env, Key=f"{prefix}/events.out.tfevents.1", Body=b"e")
+    monkeypatch.setattr(logs_cmd, "POLL_S", 0)
+    result = runner.invoke(app, ["logs", "sync", "meldctl-dd-1", "--follow", "--dest", str(tmp_path / "tb")])
+    assert result.exit_code == 0, result.output
+    assert "job Completed" in result.stderr  # moto's jobs end at once: one round, then it stops
+    assert (tmp_path / "tb" / "events.out.tfevents.1").is_file()
+
+
+def test_sync_an_s3_uri_and_refuse_follow_without_a_job(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
+    s3_client().put_object(Bucket=aws_env, Key="some/run/tensorboard/events.1", Body=b"e")
+    uri = f"s3://{aws_env}/some/run/tensorboard"
+    result = runner.invoke(app, ["logs", "sync", uri, "--dest", str(tmp_path / "tb")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tb" / "events.1").read_bytes() == b"e"
+    refused = runner.invoke(app, ["logs", "sync", uri, "--follow"])
+    assert refused.exit_code == 1 and "job name" in refused.stderr
+
+
+def test_tail_prints_the_job_log(aws_env: str) -> None:  # noqa: F811
+    create_job(aws_env, "meldctl-ee-1")
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName=LOG_GROUP)
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="meldctl-ee-1/algo-1-1700000000")
+    now = int(time.time() * 1000)
+    lines = ["Starting training", "[meldctl] epoch=1 train_loss=1.2000 dev_emotion_weighted_f1=0.3000"]
+    logs.put_log_events(
+        logGroupName=LOG_GROUP,
+        logStreamName="meldctl-ee-1/algo-1-1700000000",
+        logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
+    )
+    result = runner.invoke(app, ["logs", "tail", "meldctl-ee-1", "--follow"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == lines
+
+
+def test_tail_of_an_unknown_job_is_one_line(aws_env: str) -> None:  # noqa: F811
+    result = runner.invoke(app, ["logs", "tail", "meldctl-nope"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "meldctl logs list" in result.stderr
+
+
+def test_list_shows_meldctl_jobs(aws_env: str) -> None:  # noqa: F811
+    create_job(aws_env, "meldctl-ff-1")
+    create_job(aws_env, "other-job-1")
+    result = runner.invoke(app, ["logs", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    jobs = json.loads(result.stdout)
+    assert [job["name"] for job in jobs] == ["meldctl-ff-1"]
+    assert jobs[0]["status"] == "Completed" and "best_metric" in jobs[0]

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from meldctl.cli import app
+from meldctl.model.checkpoint import load_checkpoint, read_checkpoint
+
+runner = CliRunner()
+
+
+def _args(data: Path, tiny_bert: Path, run: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--data-dir",
+        str(data),
+        "--run-dir",
+        str(run),
+        "--text-model",
+        str(tiny_bert),
+        "--video-weights",
+        "none",
+        "--workers",
+        "0",
+        "--batch-size",
+        "8",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def fast_sample(prepared_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Small clips and short audio keep the CLI runs quick."""
+    monkeypatch.setenv("MELDCTL_MODEL__NUM_FRAMES", "4")
+    monkeypatch.setenv("MELDCTL_MODEL__FRAME_SIZE", "32")
+    monkeypatch.setenv("MELDCTL_MODEL__AUDIO_SECONDS", "2")
+    return prepared_copy
+
+
+def test_train_json_then_resume(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--epochs", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["epochs_run"] == 2 and summary["stopped"] == "completed"
+    assert Path(summary["best_checkpoint"]).is_file() and Path(summary["last_checkpoint"]).is_file()
+    assert 0 <= summary["best_dev"]["dev_emotion_weighted_f1"] <= 1
+    assert list(Path(summary["tensorboard"]).glob("events.out.tfevents.*"))
+    assert "[train]" in (run / "settings.toml").read_text()
+    load_checkpoint(run / "best.pt")
+    result = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--epochs", "3", "--resume", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["epochs_run"] == 1
+    assert read_checkpoint(run / "last.pt")["training"]["next_epoch"] == 4
+
+
+def test_bad_inputs_are_one_line(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, _args(tmp_path / "nothing", tiny_bert, tmp_path / "r"))
+    assert result.exit_code == 1 and "no manifest" in result.output and "meldctl prepare" in result.output
+    result = runner.invoke(app, [*_args(fast_sample, tiny_bert, tmp_path / "r"), "--modalities", "smell"])
+    assert result.exit_code == 2 and "unknown modality" in result.output
+    result = runner.invoke(app, [*_args(fast_sample, tiny_bert, tmp_path / "r"), "--resume", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and "--resume" in result.output
+    assert "Traceback" not in result.output
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELDCTL_")}
+    env.update(PYTHONUNBUFFERED="1", MELDCTL_TRAIN__WORKERS="0", COLUMNS="200")
+    return env
+
+
+def test_ctrl_c_saves_last_and_says_how_to_resume(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "meldctl",
+        *_args(fast_sample, tiny_bert, run),
+        "--modalities",
+        "text",
+        "--epochs",
+        "10000",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 240
+    while not (run / "last.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Resume with: meldctl train --resume" in err and "Traceback" not in err
+    training = read_checkpoint(run / "last.pt")["training"]
+    assert training["next_epoch"] >= 2
+    load_checkpoint(run / "best.pt")
+
+
+def test_sigterm_saves_last(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "meldctl",
+        *_args(fast_sample, tiny_bert, run),
+        "--modalities",
+        "text",
+        "--epochs",
+        "10000",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 240
+    while not (run / "last.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "SIGTERM" in err
+    load_checkpoint(run / "last.pt")
+
+
+def test_torchrun_two_processes_on_cpu(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "-m",
+        "meldctl",
+        *_args(fast_sample, tiny_bert, run),
+        "--modalities",
+        "text,audio",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)  # one document: only rank 0 reports
+    assert summary["epochs_run"] == 2
+    assert load_checkpoint(run / "best.pt").model.config.modalities == ("text", "audio")
+    assert out.stderr.count("[meldctl] epoch=1") == 1, "only rank 0 logs epochs"
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 1
+

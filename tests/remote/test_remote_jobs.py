@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from aws_servers import ROLE, aws_env, model_archive, moto_server, s3_client, s3_server  # noqa: F401
+from botocore.exceptions import ClientError
+
+from meldctl.errors import RemoteError
+from meldctl.remote.aws import explain_client_error, session
+from meldctl.remote.cloudwatch import LOG_GROUP, LogLine
+from meldctl.remote.sagemaker import StatusChange, describe_job, download_model, follow_job, list_jobs
+
+
+def create_job(bucket: str, name: str) -> None:
+    """A job as moto records it: it is Completed at once, its model at OUTPUT/NAME/output/model.tar.gz."""
+    boto3.client("sagemaker").create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/output"},
+        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+        TensorBoardOutputConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/tensorboard"},
+    )
+
+
+def test_describe_and_list_meldctl_jobs(aws_env: str) -> None:  # noqa: F811
+    create_job(aws_env, "meldctl-aa-1")
+    create_job(aws_env, "someone-else-1")
+    client = boto3.client("sagemaker")
+    status = describe_job(client, "meldctl-aa-1")
+    assert status.done and status.status == "Completed" and status.instance_type == "ml.g5.xlarge"
+    assert status.model_uri == f"s3://{aws_env}/meldctl/meldctl-aa-1/output/meldctl-aa-1/output/model.tar.gz"
+    assert [job.name for job in list_jobs(client)] == ["meldctl-aa-1"]
+    with pytest.raises(RemoteError) as caught:
+        describe_job(client, "meldctl-missing")
+    assert "meldctl logs list" in (caught.value.hint or "")
+
+
+def test_follow_yields_status_and_log_lines_until_the_end(aws_env: str) -> None:  # noqa: F811
+    create_job(aws_env, "meldctl-bb-1")
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName=LOG_GROUP)
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="meldctl-bb-1/algo-1-1")
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName=LOG_GROUP,
+        logStreamName="meldctl-bb-1/algo-1-1",
+        logEvents=[{"timestamp": now, "message": "[meldctl] epoch=1 train_loss=1.0"}],
+    )
+    events = list(follow_job(session(), "meldctl-bb-1", poll_s=0))
+    assert isinstance(events[0], StatusChange) and events[0].status == "Completed"
+    assert [e.message for e in events if isinstance(e, LogLine)] == ["[meldctl] epoch=1 train_loss=1.0"]
+
+
+def test_download_model_unpacks_best_and_report(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
+    key = "meldctl/x/output/model.tar.gz"
+    archive = model_archive({"best.pt": b"weights", "eval/report.json": b"{}", "settings.toml": b"[train]\n"})
+    s3_client().put_object(Bucket=aws_env, Key=key, Body=archive)
+    files = download_model(s3_client(), f"s3://{aws_env}/{key}", tmp_path / "run")
+    assert (tmp_path / "run" / "best.pt").read_bytes() == b"weights"
+    assert (tmp_path / "run" / "eval" / "report.json").is_file()
+    assert len(files) == 3
+
+
+def test_aws_errors_become_one_line_with_a_hint() -> None:
+    quota = ClientError(
+        {"Error": {"Code": "ResourceLimitExceeded", "Message": "The account-level service limit is 0 Instances"}},
+        "CreateTrainingJob",
+    )
+    error = explain_client_error(quota, "submitting the training job", instance_type="ml.g5.xlarge")
+    assert "ResourceLimitExceeded" in error.message
+    assert "Service Quotas" in (error.hint or "") and "ml.g5.xlarge for training job usage" in (error.hint or "")
+    missing = ClientError({"Error": {"Code": "NoSuchBucket", "Message": "nope"}}, "PutObject")
+    assert "aws s3 mb s3://b" in (explain_client_error(missing, "uploading", bucket="b").hint or "")
+    denied = ClientError({"Error": {"Code": "UnrecognizedClientException", "Message": "bad token"}}, "X")
+    assert "aws configure" in (explain_client_error(denied, "x").hint or "")
