@@ -52,3 +52,24 @@ def prepared_copy(sample_data: Path, tmp_path: Path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(sample_data, target, symlinks=True, ignore=shutil.ignore_patterns("cache"))
     return target
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with best.pt of a small three-modality model trained one epoch on the sample."""
+    import shutil
+
+    from meldctl.settings import load_settings
+    from meldctl.training.trainer import run_training
+
+    data_dir = tmp_path_factory.mktemp("trained") / "data"
+    shutil.copytree(sample_data, data_dir, symlinks=True, ignore=shutil.ignore_patterns("cache"))
+    settings = load_settings(overrides={
+        "data": {"data_dir": data_dir},
+        "model": {"text_model": str(tiny_bert), "video_weights": "none", "num_frames": 4, "frame_size": 32,
+                  "audio_seconds": 2.0},
+        "train": {"epochs": 1, "batch_size": 8, "workers": 0},
+    })
+    run_dir = data_dir.parent / "run"
+    run_training(settings.data, settings.model, settings.train, run_dir=run_dir)
+    return run_dir

@@ -12,7 +12,9 @@ from typer.core import TyperGroup
 
 from meldctl import __version__
 from meldctl.cli import config as config_cmd
+from meldctl.cli import eval as eval_cmd
 from meldctl.cli import logs as logs_cmd
+from meldctl.cli import predict as predict_cmd
 from meldctl.cli import prepare as prepare_cmd
 from meldctl.cli import train as train_cmd
 from meldctl.cli.common import console, root
@@ -74,6 +76,8 @@ def _root(
 app.add_typer(config_cmd.app, name="config")
 app.command("prepare")(prepare_cmd.prepare)
 app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.evaluate)
+app.command("predict")(predict_cmd.predict)
 app.add_typer(logs_cmd.app, name="logs")
 
 

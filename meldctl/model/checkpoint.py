@@ -7,6 +7,7 @@ which refuses any pickle that would import or call something.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,18 +86,18 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"{path} is not a meldctl checkpoint (not a torch checkpoint file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
             raise CheckpointError(
                 f"{path} refused: it holds objects that would run code when loaded",
                 hint="meldctl checkpoints hold tensors and plain values only; do not trust this file",
             ) from None
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or not a torch file): {reason}"
-        ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or damaged): {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a meldctl checkpoint", hint="train one with meldctl train")
     version = payload.get("format_version")

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from meldctl.cli import app
+
+runner = CliRunner()
+
+
+def test_eval_json_report_and_figures(trained_run: Path, tmp_path: Path) -> None:
+    data_dir = trained_run.parent / "data"
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", str(trained_run / "best.pt"), "--data-dir", str(data_dir), "--split", "test",
+                                 "--out", str(out), "--json", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["split"] == "test" and report["n"] == 14 and report["skipped"] == {}
+    for head, size in (("emotion", 7), ("sentiment", 3)):
+        scores = report[head]
+        assert set(scores) >= {"accuracy", "weighted_f1", "macro_f1", "per_class", "confusion"}
+        assert len(scores["confusion"]) == size
+        assert sum(map(sum, scores["confusion"])) == 14
+        assert sum(c["support"] for c in scores["per_class"].values()) == 14
+        assert 0 <= scores["weighted_f1"] <= 1
+        assert report["baseline"][head]["accuracy"] <= 1
+    assert json.loads((out / "report.json").read_text()) == report
+    for head in ("emotion", "sentiment"):
+        assert (out / f"confusion_{head}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_reuses_the_cache_and_defaults_beside_the_checkpoint(trained_run: Path, tmp_path: Path) -> None:
+    data_dir = trained_run.parent / "data"
+    args = ["eval", str(trained_run / "best.pt"), "--data-dir", str(data_dir), "--split", "dev", "--workers", "0"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert (trained_run / "eval" / "dev" / "report.json").is_file()
+    second = runner.invoke(app, [*args, "--json"])
+    assert "caching" not in second.output  # dev features were cached by training
+    assert json.loads(second.stdout)["n"] == 14
+
+
+def test_eval_bad_inputs(trained_run: Path, tmp_path: Path) -> None:
+    data_dir = trained_run.parent / "data"
+    result = runner.invoke(app, ["eval", str(tmp_path / "missing.pt"), "--data-dir", str(data_dir)])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    result = runner.invoke(app, ["eval", str(trained_run / "best.pt"), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no manifest" in result.output
+    result = runner.invoke(app, ["eval", str(trained_run / "best.pt"), "--split", "validation"])
+    assert result.exit_code == 2
