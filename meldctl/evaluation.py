@@ -54,18 +54,30 @@ def evaluate_checkpoint(
     model, labels = loaded.model, loaded.model.config
     rows = read_manifest(data_dir, split)
     datasets, skipped, _ = build_datasets(
-        {split: rows}, data_dir, model, loaded.preprocess, loaded.tokenizer, use_cache=use_cache,
-        device=torch_device, workers=workers, info=distributed.DistInfo(), reporter=reporter or Reporter(),
+        {split: rows},
+        data_dir,
+        model,
+        loaded.preprocess,
+        loaded.tokenizer,
+        use_cache=use_cache,
+        device=torch_device,
+        workers=workers,
+        info=distributed.DistInfo(),
+        reporter=reporter or Reporter(),
         should_stop=lambda: False,
     )
     dataset = datasets[split]
     if len(dataset) == 0:
-        raise DataError(f"no usable utterances in split {split!r} of {data_dir} for modalities "
-                        f"{','.join(labels.modalities)} (skipped: {skipped[split]})")
+        raise DataError(
+            f"no usable utterances in split {split!r} of {data_dir} for modalities "
+            f"{','.join(labels.modalities)} (skipped: {skipped[split]})"
+        )
     from meldctl.data.dataset import Collator
 
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=64, num_workers=workers if dataset.raw else 0,
+        dataset,
+        batch_size=64,
+        num_workers=workers if dataset.raw else 0,
         collate_fn=Collator(loaded.tokenizer, loaded.preprocess.max_tokens),
     )
     preds = predict(model, loader, torch_device, on_batch=lambda n: None)
@@ -75,13 +87,20 @@ def evaluate_checkpoint(
     return EvalResult(report, out_dir, write_report(report, out_dir))
 
 
-def build_report(preds: Any, emotions: tuple[str, ...], sentiments: tuple[str, ...],
-                 train_counts: dict[str, list[int]] | None, rows: list) -> dict[str, Any]:
+def build_report(
+    preds: Any,
+    emotions: tuple[str, ...],
+    sentiments: tuple[str, ...],
+    train_counts: dict[str, list[int]] | None,
+    rows: list,
+) -> dict[str, Any]:
     """The report's scores: both heads, and the majority-class baseline beside them."""
     report: dict[str, Any] = {"n": int(len(preds.emotion))}
     baseline = {}
-    for head, names, gold, probs in (("emotion", emotions, preds.emotion, preds.emotion_probs),
-                                     ("sentiment", sentiments, preds.sentiment, preds.sentiment_probs)):
+    for head, names, gold, probs in (
+        ("emotion", emotions, preds.emotion, preds.emotion_probs),
+        ("sentiment", sentiments, preds.sentiment, preds.sentiment_probs),
+    ):
         report[head] = head_metrics(gold.tolist(), probs.argmax(1).tolist(), names)
         counts = (train_counts or {}).get(head)
         if counts is None:  # an old checkpoint: fall back to the evaluated split's own majority

@@ -32,8 +32,14 @@ class Prediction:
         return max(self.sentiment, key=self.sentiment.__getitem__)
 
     def to_json(self, top_k: int | None = None) -> dict[str, Any]:
-        out = {"clip": self.clip, "text": self.text, "emotion": self.emotion, "sentiment": self.sentiment,
-               "top_emotion": self.top_emotion, "top_sentiment": self.top_sentiment}
+        out = {
+            "clip": self.clip,
+            "text": self.text,
+            "emotion": self.emotion,
+            "sentiment": self.sentiment,
+            "top_emotion": self.top_emotion,
+            "top_sentiment": self.top_sentiment,
+        }
         if top_k:
             out["top_emotions"] = sorted(self.emotion.items(), key=lambda kv: -kv[1])[:top_k]
         if self.warnings:
@@ -80,8 +86,9 @@ class Predictor:
             if not text or not text.strip():
                 raise MeldError("empty text: this checkpoint reads the utterance text", hint='pass --text "..."')
             limit = self.preprocess.max_tokens
-            tokens = self.loaded.tokenizer(text, truncation=True, max_length=limit, return_tensors="pt",
-                                           return_overflowing_tokens=False)
+            tokens = self.loaded.tokenizer(
+                text, truncation=True, max_length=limit, return_tensors="pt", return_overflowing_tokens=False
+            )
             full = len(self.loaded.tokenizer(text)["input_ids"])
             if full > limit:
                 warnings.append(f"text truncated to the model's {limit} tokens (it has {full})")
@@ -104,10 +111,12 @@ class Predictor:
         probs = self.forward(batch)
         config = self.model.config
         return Prediction(
-            clip=str(clip) if clip is not None else None, text=text,
+            clip=str(clip) if clip is not None else None,
+            text=text,
             emotion={label: float(p) for label, p in zip(config.emotions, probs["emotion"], strict=True)},
             sentiment={label: float(p) for label, p in zip(config.sentiments, probs["sentiment"], strict=True)},
-            warnings=warnings, seconds=time.perf_counter() - start,
+            warnings=warnings,
+            seconds=time.perf_counter() - start,
         )
 
 

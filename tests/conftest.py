@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Before anything imports huggingface_hub, which reads these once: no test may try the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from helpers import make_tiny_bert  # noqa: E402
 
@@ -64,12 +67,19 @@ def trained_run(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.Tem
 
     data_dir = tmp_path_factory.mktemp("trained") / "data"
     shutil.copytree(sample_data, data_dir, symlinks=True, ignore=shutil.ignore_patterns("cache"))
-    settings = load_settings(overrides={
-        "data": {"data_dir": data_dir},
-        "model": {"text_model": str(tiny_bert), "video_weights": "none", "num_frames": 4, "frame_size": 32,
-                  "audio_seconds": 2.0},
-        "train": {"epochs": 1, "batch_size": 8, "workers": 0},
-    })
+    settings = load_settings(
+        overrides={
+            "data": {"data_dir": data_dir},
+            "model": {
+                "text_model": str(tiny_bert),
+                "video_weights": "none",
+                "num_frames": 4,
+                "frame_size": 32,
+                "audio_seconds": 2.0,
+            },
+            "train": {"epochs": 1, "batch_size": 8, "workers": 0},
+        }
+    )
     run_dir = data_dir.parent / "run"
     run_training(settings.data, settings.model, settings.train, run_dir=run_dir)
     return run_dir

@@ -15,7 +15,9 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A meldctl checkpoint, e.g. runs/<run>/best.pt.")],
     data_dir: Annotated[Path | None, typer.Option(help="Prepared data folder (manifests).")] = None,
     split: Annotated[str, typer.Option(help="Split to score: test, dev or train.")] = "test",
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: eval/<split>/ beside the checkpoint).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default: eval/<split>/ beside the checkpoint).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader workers for decoding clips.")] = None,
     cache: Annotated[bool | None, typer.Option("--cache/--no-cache", help="Use the feature cache.")] = None,
@@ -25,15 +27,23 @@ def evaluate(
     metric), macro F1 and per-class scores for both heads, beside the majority-class baseline."""
     if split not in ("train", "dev", "test"):
         raise typer.BadParameter("choose train, dev or test", param_hint="--split")
-    settings = resolve_settings(data={"data_dir": data_dir, "cache": cache},
-                                train={"device": device, "workers": workers})
+    settings = resolve_settings(
+        data={"data_dir": data_dir, "cache": cache}, train={"device": device, "workers": workers}
+    )
     from meldctl.cli.train_local import RichReporter
     from meldctl.evaluation import evaluate_checkpoint
 
     with RichReporter() as reporter:
-        result = evaluate_checkpoint(checkpoint, settings.data.data_dir, split, out_dir=out,
-                                     device=settings.train.device, workers=settings.train.workers,
-                                     use_cache=settings.data.cache, reporter=reporter)
+        result = evaluate_checkpoint(
+            checkpoint,
+            settings.data.data_dir,
+            split,
+            out_dir=out,
+            device=settings.train.device,
+            workers=settings.train.workers,
+            use_cache=settings.data.cache,
+            reporter=reporter,
+        )
     if as_json:
         print_json(result.report)
         return
@@ -48,12 +58,25 @@ def _table(report: dict) -> Table:
         table.add_column(column, justify="right" if column != "head" else "left")
     for head in ("emotion", "sentiment"):
         scores, base = report[head], report["baseline"][head]
-        table.add_row(head, *(f"{100 * v:.1f}" for v in (scores["weighted_f1"], scores["accuracy"], scores["macro_f1"],
-                                                          base["weighted_f1"], base["accuracy"])))
+        table.add_row(
+            head,
+            *(
+                f"{100 * v:.1f}"
+                for v in (
+                    scores["weighted_f1"],
+                    scores["accuracy"],
+                    scores["macro_f1"],
+                    base["weighted_f1"],
+                    base["accuracy"],
+                )
+            ),
+        )
     per_class = Table(title="per class (F1 / support)", show_header=False)
     for head in ("emotion", "sentiment"):
-        per_class.add_row(head, "  ".join(f"{label} {100 * s['f1']:.1f}/{s['support']}"
-                                          for label, s in report[head]["per_class"].items()))
+        per_class.add_row(
+            head,
+            "  ".join(f"{label} {100 * s['f1']:.1f}/{s['support']}" for label, s in report[head]["per_class"].items()),
+        )
     grid = Table.grid()
     grid.add_row(table)
     grid.add_row(per_class)

@@ -42,8 +42,10 @@ def _checkpoint(explicit: Path | None) -> tuple[Path, str]:
 
     found = newest_checkpoint(settings.train.runs_root)
     if found is None:
-        raise MeldError(f"no checkpoint given and none found under {settings.train.runs_root}/*/best.pt",
-                        hint="pass --ckpt PATH, or train one with meldctl train")
+        raise MeldError(
+            f"no checkpoint given and none found under {settings.train.runs_root}/*/best.pt",
+            hint="pass --ckpt PATH, or train one with meldctl train",
+        )
     return found, f"newest under {settings.train.runs_root}/"
 
 
@@ -51,7 +53,9 @@ def predict(
     clips: Annotated[list[Path] | None, typer.Argument(help="Clips (any container FFmpeg reads).")] = None,
     text: Annotated[str | None, typer.Option(help="The utterance's text (used for every clip given).")] = None,
     texts: Annotated[Path | None, typer.Option(help="CSV of clip,text rows, for many clips.")] = None,
-    ckpt: Annotated[Path | None, typer.Option(help="Checkpoint (default: setting, else newest runs/*/best.pt).")] = None,
+    ckpt: Annotated[
+        Path | None, typer.Option(help="Checkpoint (default: setting, else newest runs/*/best.pt).")
+    ] = None,
     top_k: Annotated[int, typer.Option(min=1, max=7, help="Emotions shown per clip.")] = 3,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print predictions as JSON on stdout.")] = False,
@@ -97,7 +101,8 @@ def _table(results: list, top_k: int) -> Table:
         emotions = sorted(r.emotion.items(), key=lambda kv: -kv[1])[:top_k]
         sentiments = sorted(r.sentiment.items(), key=lambda kv: -kv[1])
         table.add_row(
-            r.clip or "-", (r.text or "")[:60],
+            r.clip or "-",
+            (r.text or "")[:60],
             "\n".join(f"{label} {p:.2f}" for label, p in emotions),
             "\n".join(f"{label} {p:.2f}" for label, p in sentiments),
         )

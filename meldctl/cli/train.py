@@ -34,7 +34,9 @@ def train(
     ] = None,
     freeze_text: Annotated[
         bool | None,
-        typer.Option("--freeze-text/--finetune-text", help="Freeze or fine-tune the text encoder.", rich_help_panel=_LOCAL),
+        typer.Option(
+            "--freeze-text/--finetune-text", help="Freeze or fine-tune the text encoder.", rich_help_panel=_LOCAL
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_LOCAL)] = None,
     cache: Annotated[
@@ -80,13 +82,35 @@ def train(
     """
     settings = resolve_settings(
         data={"data_dir": data_dir, "cache": cache},
-        model={"modalities": modalities, "text_model": text_model, "video_weights": video_weights,
-               "freeze_text": freeze_text},
-        train={"run_dir": run_dir, "epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device,
-               "seed": seed, "workers": workers},
-        remote={"instance_type": instance_type, "instance_count": instance_count, "max_run": max_run, "spot": spot,
-                "max_wait": max_wait, "role": role, "bucket": bucket, "prefix": prefix, "region": region,
-                "image": image, "data": data, "wait": wait},
+        model={
+            "modalities": modalities,
+            "text_model": text_model,
+            "video_weights": video_weights,
+            "freeze_text": freeze_text,
+        },
+        train={
+            "run_dir": run_dir,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "device": device,
+            "seed": seed,
+            "workers": workers,
+        },
+        remote={
+            "instance_type": instance_type,
+            "instance_count": instance_count,
+            "max_run": max_run,
+            "spot": spot,
+            "max_wait": max_wait,
+            "role": role,
+            "bucket": bucket,
+            "prefix": prefix,
+            "region": region,
+            "image": image,
+            "data": data,
+            "wait": wait,
+        },
     )
     if remote or dry_run:
         from meldctl.cli.train_remote import submit_remote

@@ -24,8 +24,14 @@ class RichReporter:
 
     def __init__(self) -> None:
         self.bars = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self._tasks: dict[str, Any] = {}
         self._epoch_task = self._batch_task = None
@@ -62,14 +68,23 @@ class RichReporter:
         self.bars.update(self._batch_task, advance=1, info=f"loss {self._loss:.3f}  {rate:.0f} samples/s")
 
     def epoch_end(self, record: dict[str, Any]) -> None:
-        self.bars.update(self._epoch_task, advance=1,
-                             info=f"dev emotion wF1 {record['dev_emotion_weighted_f1']:.3f}")
-        keys = ("train_loss", "dev_loss", "dev_emotion_accuracy", "dev_emotion_weighted_f1", "dev_sentiment_accuracy",
-                "dev_sentiment_weighted_f1")
+        self.bars.update(self._epoch_task, advance=1, info=f"dev emotion wF1 {record['dev_emotion_weighted_f1']:.3f}")
+        keys = (
+            "train_loss",
+            "dev_loss",
+            "dev_emotion_accuracy",
+            "dev_emotion_weighted_f1",
+            "dev_sentiment_accuracy",
+            "dev_sentiment_weighted_f1",
+        )
         line = " ".join([f"epoch={record['epoch']}", *(f"{k}={record[k]:.4f}" for k in keys)])
         # soft_wrap: a job's log is no terminal, and a wrapped line would hide metrics from SageMaker's regexes.
-        self.bars.console.print(f"[meldctl] {line}{'  (best)' if record.get('improved') else ''}",
-                                markup=False, highlight=False, soft_wrap=True)
+        self.bars.console.print(
+            f"[meldctl] {line}{'  (best)' if record.get('improved') else ''}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def note(self, text: str) -> None:
         self.bars.console.print(text)
@@ -103,7 +118,8 @@ def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None
         if is_main:
             console.print(
                 f"[yellow]Stopped by {result.signal}; saved {result.last_path}.[/] Resume with: "
-                f"meldctl train --resume {result.run_dir}", soft_wrap=True,
+                f"meldctl train --resume {result.run_dir}",
+                soft_wrap=True,
             )
         raise SystemExit(130 if result.signal == "SIGINT" else 143)
 
@@ -125,8 +141,15 @@ def _train(settings: Settings, run_dir: Path, resume: Path | None, is_main: bool
         write_text_atomic(run_dir / "settings.toml", render_toml(settings, commented=False))
     with GracefulStop() as stop, RichReporter() as reporter:
         try:
-            result = run_training(settings.data, settings.model, settings.train, run_dir=run_dir, resume=resume,
-                                  reporter=reporter if is_main else None, should_stop=stop)
+            result = run_training(
+                settings.data,
+                settings.model,
+                settings.train,
+                run_dir=run_dir,
+                resume=resume,
+                reporter=reporter if is_main else None,
+                should_stop=stop,
+            )
         except MeldError as exc:
             from meldctl.data.cache import Interrupted
 
@@ -139,10 +162,15 @@ def _train(settings: Settings, run_dir: Path, resume: Path | None, is_main: bool
 
 def _render(result: Any, as_json: bool) -> None:
     summary = {
-        "run_dir": str(result.run_dir), "best_checkpoint": str(result.best_path) if result.best_path else None,
-        "last_checkpoint": str(result.last_path) if result.last_path else None, "best_epoch": result.best_epoch,
-        "best_dev": result.best_metrics, "epochs_run": result.epochs_run, "stopped": result.stopped,
-        "skipped": result.skipped, "cached": result.cached,
+        "run_dir": str(result.run_dir),
+        "best_checkpoint": str(result.best_path) if result.best_path else None,
+        "last_checkpoint": str(result.last_path) if result.last_path else None,
+        "best_epoch": result.best_epoch,
+        "best_dev": result.best_metrics,
+        "epochs_run": result.epochs_run,
+        "stopped": result.stopped,
+        "skipped": result.skipped,
+        "cached": result.cached,
         "tensorboard": str(result.tensorboard_dir) if result.tensorboard_dir else None,
     }
     best = " ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())

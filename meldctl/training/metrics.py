@@ -24,9 +24,7 @@ def head_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[
 
     ids = list(range(len(labels)))
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
         "weighted_f1": float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
@@ -43,5 +41,9 @@ def majority_baseline(y_true: Sequence[int], train_counts: Sequence[int], labels
     """Scores of always predicting the most frequent training class: the floor every model must beat."""
     majority = int(np.argmax(train_counts))
     scores = head_metrics(y_true, [majority] * len(y_true), labels)
-    return {"label": labels[majority], "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"],
-            "macro_f1": scores["macro_f1"]}
+    return {
+        "label": labels[majority],
+        "accuracy": scores["accuracy"],
+        "weighted_f1": scores["weighted_f1"],
+        "macro_f1": scores["macro_f1"],
+    }

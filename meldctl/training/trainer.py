@@ -268,18 +268,20 @@ class _TensorBoard:
 
             self.writer = SummaryWriter(str(folder))
 
-    def epoch(self, record: dict[str, Any], dev: dict[str, Any]) -> None:
+    def epoch(self, record: dict[str, Any], dev: dict[str, Any], improved: bool) -> None:
         if self.writer is None:
             return
-        from meldctl.training.plots import confusion_figure
-
         step = record["epoch"]
         for key, value in record.items():
             if key != "epoch":
                 group, _, name = key.partition("_")
                 self.writer.add_scalar(f"{group}/{name}", value, step)
-        for head, labels in (("emotion", EMOTIONS), ("sentiment", SENTIMENTS)):
-            self.writer.add_figure(f"dev/confusion_{head}", confusion_figure(dev[head]["confusion"], labels, head), step)
+        if improved:  # the confusion matrices of the checkpoint that best.pt holds, at each new best
+            from meldctl.training.plots import confusion_figure
+
+            for head, labels in (("emotion", EMOTIONS), ("sentiment", SENTIMENTS)):
+                figure = confusion_figure(dev[head]["confusion"], labels, head)
+                self.writer.add_figure(f"dev/confusion_{head}", figure, step)
         self.writer.flush()
 
     def close(self, hparams: dict[str, Any], final: dict[str, float]) -> None:
@@ -423,7 +425,7 @@ def _run(data, model_settings, train, run_dir, resume, reporter, should_stop, de
             else:
                 state["bad_epochs"] += 1
             last_path = save("last.pt", record, training_state(epoch + 1))
-            board.epoch(record, dev)
+            board.epoch(record, dev, improved)
             record["improved"] = improved
             reporter.epoch_end(record)
             stop_early = 0 < train.patience <= state["bad_epochs"]

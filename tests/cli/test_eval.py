@@ -13,8 +13,22 @@ runner = CliRunner()
 def test_eval_json_report_and_figures(trained_run: Path, tmp_path: Path) -> None:
     data_dir = trained_run.parent / "data"
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["eval", str(trained_run / "best.pt"), "--data-dir", str(data_dir), "--split", "test",
-                                 "--out", str(out), "--json", "--workers", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(trained_run / "best.pt"),
+            "--data-dir",
+            str(data_dir),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "--json",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["split"] == "test" and report["n"] == 14 and report["skipped"] == {}

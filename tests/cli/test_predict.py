@@ -30,8 +30,9 @@ def _check(prediction: dict) -> None:
 
 def test_predict_one_clip_json(trained_run: Path) -> None:
     clip = _clips(trained_run)[0]
-    result = runner.invoke(app, ["predict", str(clip), "--text", "Oh my God!", "--ckpt", str(trained_run / "best.pt"),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["predict", str(clip), "--text", "Oh my God!", "--ckpt", str(trained_run / "best.pt"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     prediction = json.loads(result.stdout)
     _check(prediction)
@@ -67,8 +68,9 @@ def test_predict_many_from_csv_and_bad_clips_do_not_stop_good_ones(trained_run: 
 
     from meldctl.media.ffmpeg import ffmpeg_exe
 
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(good[0]), "-an", "-c:v", "copy", str(silent)],
-                   check=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(good[0]), "-an", "-c:v", "copy", str(silent)], check=True
+    )
     table = tmp_path / "batch.csv"
     table.write_text(
         "clip,text\n"
@@ -131,9 +133,13 @@ def text_only_ckpt(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.
 
     data_dir = tmp_path_factory.mktemp("textonly") / "data"
     shutil.copytree(sample_data, data_dir, symlinks=True, ignore=shutil.ignore_patterns("cache"))
-    s = load_settings(overrides={"data": {"data_dir": data_dir},
-                                 "model": {"modalities": "text", "text_model": str(tiny_bert)},
-                                 "train": {"epochs": 1, "workers": 0}})
+    s = load_settings(
+        overrides={
+            "data": {"data_dir": data_dir},
+            "model": {"modalities": "text", "text_model": str(tiny_bert)},
+            "train": {"epochs": 1, "workers": 0},
+        }
+    )
     return run_training(s.data, s.model, s.train, run_dir=data_dir.parent / "run").best_path
 
 

@@ -154,4 +154,3 @@ def test_torchrun_two_processes_on_cpu(fast_sample: Path, tiny_bert: Path, tmp_p
     assert load_checkpoint(run / "best.pt").model.config.modalities == ("text", "audio")
     assert out.stderr.count("[meldctl] epoch=1") == 1, "only rank 0 logs epochs"
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 1
-

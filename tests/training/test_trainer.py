@@ -25,16 +25,24 @@ class Recorder(Reporter):
 
 
 def _settings(data_dir: Path, tiny_bert: Path, **train):
-    return load_settings(overrides={
-        "data": {"data_dir": data_dir},
-        "model": {"text_model": str(tiny_bert), "video_weights": "none", "num_frames": 4, "frame_size": 32,
-                  "audio_seconds": 2.0},
-        "train": {"epochs": 2, "batch_size": 8, "workers": 0, **train},
-    })
+    return load_settings(
+        overrides={
+            "data": {"data_dir": data_dir},
+            "model": {
+                "text_model": str(tiny_bert),
+                "video_weights": "none",
+                "num_frames": 4,
+                "frame_size": 32,
+                "audio_seconds": 2.0,
+            },
+            "train": {"epochs": 2, "batch_size": 8, "workers": 0, **train},
+        }
+    )
 
 
-def test_end_to_end_on_the_sample_writes_checkpoints_and_events(prepared_copy: Path, tiny_bert: Path,
-                                                                 tmp_path: Path) -> None:
+def test_end_to_end_on_the_sample_writes_checkpoints_and_events(
+    prepared_copy: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
     s = _settings(prepared_copy, tiny_bert)
     reporter = Recorder()
     result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run", reporter=reporter)
@@ -63,9 +71,13 @@ def test_cache_is_built_once_reused_and_invalidated(prepared_copy: Path, tiny_be
     # Same seed, same data: the run that built the cache and the one that reused it train identically.
     assert a.history[0]["train_loss"] == pytest.approx(b.history[0]["train_loss"], rel=1e-5)
     folders = {p.name.split("-")[0]: p.name for p in (prepared_copy / "cache").iterdir()}
-    changed = load_settings(overrides={**{"data": {"data_dir": prepared_copy}},
-                                       "model": {**s.model.model_dump(), "num_frames": 2},
-                                       "train": s.train.model_dump()})
+    changed = load_settings(
+        overrides={
+            **{"data": {"data_dir": prepared_copy}},
+            "model": {**s.model.model_dump(), "num_frames": 2},
+            "train": s.train.model_dump(),
+        }
+    )
     third = Recorder()
     run_training(changed.data, changed.model, changed.train, run_dir=tmp_path / "c", reporter=third)
     rebuilt = {label.split(" ")[0] for label, done, total in third.progress_calls if done < total}
@@ -98,12 +110,22 @@ def test_model_overfits_16_utterances(prepared_copy: Path, tiny_bert: Path, tmp_
     rows = read_manifest(prepared_copy, "train")[:16]
     write_manifest(prepared_copy, "train", rows)
     write_manifest(prepared_copy, "dev", rows)  # score the training rows themselves
-    s = load_settings(overrides={
-        "data": {"data_dir": prepared_copy},
-        "model": {"modalities": "text,audio", "text_model": str(tiny_bert), "dropout": 0.0, "audio_seconds": 2.0},
-        "train": {"epochs": 60, "batch_size": 16, "workers": 0, "lr": 3e-3, "label_smoothing": 0.0,
-                  "patience": 0, "class_weights": "none", "warmup_ratio": 0.0},
-    })
+    s = load_settings(
+        overrides={
+            "data": {"data_dir": prepared_copy},
+            "model": {"modalities": "text,audio", "text_model": str(tiny_bert), "dropout": 0.0, "audio_seconds": 0.5},
+            "train": {
+                "epochs": 60,
+                "batch_size": 16,
+                "workers": 0,
+                "lr": 3e-3,
+                "label_smoothing": 0.0,
+                "patience": 0,
+                "class_weights": "none",
+                "warmup_ratio": 0.0,
+            },
+        }
+    )
     result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < losses[0] * 0.2
@@ -125,8 +147,9 @@ def test_resume_continues_epochs_and_optimizer_state(prepared_copy: Path, tiny_b
     assert final["preprocess"]["num_frames"] == 4
 
 
-def test_stop_request_saves_last_and_resume_redoes_the_epoch(prepared_copy: Path, tiny_bert: Path,
-                                                             tmp_path: Path) -> None:
+def test_stop_request_saves_last_and_resume_redoes_the_epoch(
+    prepared_copy: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
     s = _settings(prepared_copy, tiny_bert, epochs=2)
     s.model.modalities = ["text"]
     run_training(s.data, s.model, s.train, run_dir=tmp_path / "warm")  # build the cache first
@@ -147,8 +170,10 @@ def test_stop_request_saves_last_and_resume_redoes_the_epoch(prepared_copy: Path
 
 def test_text_only_trains_without_clips(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
     for split in ("train", "dev"):
-        rows = [dataclasses.replace(r, clip=None, audio=None, status="missing", error="no clip")
-                for r in read_manifest(prepared_copy, split)]
+        rows = [
+            dataclasses.replace(r, clip=None, audio=None, status="missing", error="no clip")
+            for r in read_manifest(prepared_copy, split)
+        ]
         write_manifest(prepared_copy, split, rows)
     s = _settings(prepared_copy, tiny_bert, epochs=1)
     s.model.modalities = ["text"]
@@ -167,8 +192,9 @@ def test_no_cache_trains_from_raw_media(prepared_copy: Path, tiny_bert: Path, tm
     assert not (prepared_copy / "cache").exists()
 
 
-def test_unfrozen_text_encoder_bypasses_its_cache_and_changes(prepared_copy: Path, tiny_bert: Path,
-                                                              tmp_path: Path) -> None:
+def test_unfrozen_text_encoder_bypasses_its_cache_and_changes(
+    prepared_copy: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
     s = _settings(prepared_copy, tiny_bert, epochs=1)
     s.model.modalities = ["text"]
     s.model.freeze_text = False
