@@ -6,8 +6,7 @@ import os
 import platform
 import subprocess
 import sys
-import threading
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,28 +57,28 @@ class ChildRun:
     stderr: str
 
 
-def run_child(args: list[str], env: dict[str, str] | None = None) -> ChildRun:
-    """Run a process and read its own peak RSS from wait4 (its children that it waited for included).
+# Runs the command and writes its wall seconds, peak RSS (KiB) and exit code. The command is started by this
+# small launcher, not by the benchmark itself: Linux carries a process's RSS high-water mark across fork and
+# exec, so a child forked straight from a benchmark holding a model would report the benchmark's peak.
+_LAUNCHER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
 
-    wait4 reports this one child, unlike RUSAGE_CHILDREN, which is the maximum over every child this
-    process ever had (DataLoader workers forked from a large parent would show up there).
-    """
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # communicate() would reap the child itself; read the pipes in threads and reap it here with wait4.
-    out: dict[str, str] = {}
-    readers = [
-        threading.Thread(target=lambda name=name, pipe=pipe: out.__setitem__(name, pipe.read()))
-        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    for reader in readers:
-        reader.join()
-    return ChildRun(proc.returncode, seconds, usage.ru_maxrss / 1024, out["stdout"], out["stderr"])
+
+def run_child(args: list[str], env: dict[str, str] | None = None) -> ChildRun:
+    """Run a process; its wall time and its own peak RSS (wait4: it and the children it waited for)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "rusage"
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, str(report), *args], env=env, capture_output=True, text=True
+        )
+        seconds, max_rss_kib, returncode = report.read_text().split()
+    return ChildRun(int(returncode), float(seconds), int(max_rss_kib) / 1024, done.stdout, done.stderr)
 
 
 def child_env(threads: int) -> dict[str, str]:

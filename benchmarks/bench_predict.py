@@ -1,6 +1,6 @@
 """Predict latency: `Predictor.predict` per clip beside the bare model forward, and a cold `meldctl predict`.
 
-Run: `python benchmarks/bench_predict.py [--limit N] [--threads 1] [--cold-runs 1]`.
+Run: `python benchmarks/bench_predict.py [--limit N] [--threads 1] [--cold-runs 1] [--ckpt best.pt]`.
 It prepares the embedded sample into a temporary folder and trains a checkpoint on it there (1 epoch,
 text+audio+video, MiniLM, R3D-18 with random weights: the same compute as Kinetics-400 weights), then:
 - predict: `Predictor.predict(clip, text)` with the model loaded: decode 16 frames, read the audio track,
@@ -33,6 +33,7 @@ from meldctl.training.trainer import run_training
 
 
 def train_checkpoint(folder: Path, threads: int) -> Path:
+    """Prepare the sample into `folder` and train 1 epoch there; the path of best.pt."""
     data = DataSettings(source="sample", data_dir=folder / "sample")
     prepare(data)
     model = ModelSettings(modalities=["text", "audio", "video"], text_model="minilm", video_weights="none")
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N clips of the sample (default all 70)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the machine is shared)")
     parser.add_argument("--cold-runs", type=int, default=1, help="cold `meldctl predict` processes (median)")
+    parser.add_argument("--ckpt", type=Path, help="a checkpoint trained on the sample (default: train one here)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(machine(args.threads), flush=True)
@@ -60,9 +62,13 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        ckpt = train_checkpoint(Path(tmp), args.threads)
-        print(f"  trained {ckpt.name} in {time.perf_counter() - start:.0f} s; {load_line('now')}", flush=True)
         data_dir = Path(tmp) / "sample"
+        if args.ckpt is None:
+            ckpt = train_checkpoint(Path(tmp), args.threads)
+            print(f"  trained {ckpt.name} in {time.perf_counter() - start:.0f} s; {load_line('now')}", flush=True)
+        else:
+            ckpt = args.ckpt
+            prepare(DataSettings(source="sample", data_dir=data_dir))
         rows = [r for split in ("train", "dev", "test") for r in read_manifest(data_dir, split) if r.status == "ok"]
         rows = rows[: args.limit] if args.limit else rows
         clips = [(data_dir / r.clip, r.text) for r in rows]
@@ -92,9 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     inputs_med = statistics.median(inputs_s)
     cold_s = statistics.median(r.seconds for r in cold)
     rss_mb = max(r.max_rss_mb for r in cold)
+    origin = "trained here" if args.ckpt is None else str(args.ckpt)
     print(
-        f"\ninputs: {len(clips)} clips of the embedded sample with their utterance text; checkpoint trained "
-        f"here 1 epoch (text+audio+video, minilm, R3D-18 weights none), {ckpt_mb:.0f} MiB; "
+        f"\ninputs: {len(clips)} clips of the embedded sample with their utterance text; checkpoint {origin}, "
+        f"1 epoch on the sample (text+audio+video, minilm, R3D-18 weights none), {ckpt_mb:.0f} MiB; "
         f"16 frames at 112x112, 8 s audio; in-process checkpoint load {load_s:.2f} s"
     )
     print(f"{load_line('after the runs')}\n")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from helpers import make_tiny_bert  # noqa: E402
+from helpers import copy_prepared, make_tiny_bert, small_settings  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -50,36 +50,19 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def prepared_copy(sample_data: Path, tmp_path: Path) -> Path:
     """A private copy of the prepared sample, without any feature cache."""
-    import shutil
+    return copy_prepared(sample_data, tmp_path / "data")
 
-    target = tmp_path / "data"
-    shutil.copytree(sample_data, target, symlinks=True, ignore=shutil.ignore_patterns("cache"))
-    return target
+
+def train_small(sample_data: Path, tiny_bert: Path, folder: Path, **model: object) -> Path:
+    """Train one epoch on a copy of the sample in `folder`; return the run folder (data is beside it)."""
+    from meldctl.training.trainer import run_training
+
+    settings = small_settings(copy_prepared(sample_data, folder / "data"), tiny_bert, model=model, train={"epochs": 1})
+    run_training(settings.data, settings.model, settings.train, run_dir=folder / "run")
+    return folder / "run"
 
 
 @pytest.fixture(scope="session")
 def trained_run(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with best.pt of a small three-modality model trained one epoch on the sample."""
-    import shutil
-
-    from meldctl.settings import load_settings
-    from meldctl.training.trainer import run_training
-
-    data_dir = tmp_path_factory.mktemp("trained") / "data"
-    shutil.copytree(sample_data, data_dir, symlinks=True, ignore=shutil.ignore_patterns("cache"))
-    settings = load_settings(
-        overrides={
-            "data": {"data_dir": data_dir},
-            "model": {
-                "text_model": str(tiny_bert),
-                "video_weights": "none",
-                "num_frames": 4,
-                "frame_size": 32,
-                "audio_seconds": 2.0,
-            },
-            "train": {"epochs": 1, "batch_size": 8, "workers": 0},
-        }
-    )
-    run_dir = data_dir.parent / "run"
-    run_training(settings.data, settings.model, settings.train, run_dir=run_dir)
-    return run_dir
+    return train_small(sample_data, tiny_bert, tmp_path_factory.mktemp("trained"))

@@ -30,3 +30,32 @@ def make_tiny_bert(folder: Path) -> Path:
     )
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+def copy_prepared(source: Path, target: Path) -> Path:
+    """A private copy of a prepared data folder without its feature cache."""
+    import shutil
+
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("cache"))
+    return target
+
+
+def small_settings(data_dir: Path, tiny_bert: Path, *, model: dict | None = None, train: dict | None = None):
+    """Settings for quick runs on the sample: tiny BERT, no video weights, 4 frames of 32x32, 2 s of audio."""
+    from meldctl.settings import load_settings
+
+    small_model = {
+        "text_model": str(tiny_bert),
+        "video_weights": "none",
+        "num_frames": 4,
+        "frame_size": 32,
+        "audio_seconds": 2.0,
+    }
+    small_train = {"epochs": 2, "batch_size": 8, "workers": 0}
+    return load_settings(
+        overrides={
+            "data": {"data_dir": data_dir},
+            "model": {**small_model, **(model or {})},
+            "train": {**small_train, **(train or {})},
+        }
+    )

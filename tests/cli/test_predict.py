@@ -128,19 +128,9 @@ def test_predict_finds_the_newest_run(trained_run: Path, tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def text_only_ckpt(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from meldctl.settings import load_settings
-    from meldctl.training.trainer import run_training
+    from conftest import train_small
 
-    data_dir = tmp_path_factory.mktemp("textonly") / "data"
-    shutil.copytree(sample_data, data_dir, symlinks=True, ignore=shutil.ignore_patterns("cache"))
-    s = load_settings(
-        overrides={
-            "data": {"data_dir": data_dir},
-            "model": {"modalities": "text", "text_model": str(tiny_bert)},
-            "train": {"epochs": 1, "workers": 0},
-        }
-    )
-    return run_training(s.data, s.model, s.train, run_dir=data_dir.parent / "run").best_path
+    return train_small(sample_data, tiny_bert, tmp_path_factory.mktemp("textonly"), modalities="text") / "best.pt"
 
 
 def test_text_only_checkpoint_needs_no_clip(text_only_ckpt: Path) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import small_settings
 
 from meldctl.data.manifest import read_manifest, write_manifest
 from meldctl.model.checkpoint import load_checkpoint, read_checkpoint
@@ -25,19 +26,7 @@ class Recorder(Reporter):
 
 
 def _settings(data_dir: Path, tiny_bert: Path, **train):
-    return load_settings(
-        overrides={
-            "data": {"data_dir": data_dir},
-            "model": {
-                "text_model": str(tiny_bert),
-                "video_weights": "none",
-                "num_frames": 4,
-                "frame_size": 32,
-                "audio_seconds": 2.0,
-            },
-            "train": {"epochs": 2, "batch_size": 8, "workers": 0, **train},
-        }
-    )
+    return small_settings(data_dir, tiny_bert, train=train)
 
 
 def test_end_to_end_on_the_sample_writes_checkpoints_and_events(
