@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from meldctl.data.dataset import Collator, label_counts
 from meldctl.data.manifest import read_manifest
 from meldctl.errors import DataError
 from meldctl.io import atomic_path, write_text_atomic
@@ -16,7 +17,7 @@ from meldctl.model.checkpoint import load_checkpoint
 from meldctl.training import distributed
 from meldctl.training.loop import predict
 from meldctl.training.metrics import head_metrics, majority_baseline
-from meldctl.training.trainer import Reporter, build_datasets, label_counts
+from meldctl.training.trainer import Reporter, build_datasets
 
 
 @dataclass
@@ -72,8 +73,6 @@ def evaluate_checkpoint(
             f"no usable utterances in split {split!r} of {data_dir} for modalities "
             f"{','.join(labels.modalities)} (skipped: {skipped[split]})"
         )
-    from meldctl.data.dataset import Collator
-
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=64,

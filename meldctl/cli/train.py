@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from meldctl.cli.common import console, print_json, resolve_settings
+from meldctl.cli.common import resolve_settings
 from meldctl.errors import MeldError
 
 _LOCAL = "Local training"
@@ -123,5 +123,3 @@ def train(
 
     run_local(settings, resume=resume, as_json=as_json)
 
-
-__all__ = ["train", "console", "print_json"]
