@@ -59,8 +59,16 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def text_spec(encoder: nn.Module, text_model: str, preprocess: PreprocessConfig, dim: int) -> CacheSpec:
-    key = digest({"v": CACHE_VERSION, "kind": "text", "model": text_model, "weights": weights_digest(encoder),
-                  "max_tokens": preprocess.max_tokens, "pool": "mean"})
+    key = digest(
+        {
+            "v": CACHE_VERSION,
+            "kind": "text",
+            "model": text_model,
+            "weights": weights_digest(encoder),
+            "max_tokens": preprocess.max_tokens,
+            "pool": "mean",
+        }
+    )
     return CacheSpec("text_features", key, (dim,), "float32")
 
 
@@ -226,15 +234,20 @@ def build_split(cache: SplitCache, ctx: BuildContext) -> CachedSplit:
 @torch.no_grad()
 def _text_batches(cache: SplitCache, pending: list[int], ctx: BuildContext, batch_size: int = 128) -> Batches:
     texts = [cache.rows[i].text for i in pending]
-    lengths = [len(ids) for ids in ctx.tokenizer(texts, truncation=True, max_length=ctx.preprocess.max_tokens)["input_ids"]]
+    lengths = [
+        len(ids) for ids in ctx.tokenizer(texts, truncation=True, max_length=ctx.preprocess.max_tokens)["input_ids"]
+    ]
     # Sorting by length makes each batch pad to a similar length: far fewer wasted tokens than in
     # manifest order, where one long utterance pads its whole batch.
     order = sorted(range(len(pending)), key=lengths.__getitem__)
     for start in range(0, len(order), batch_size):
         chunk = [pending[k] for k in order[start : start + batch_size]]
         tokens = ctx.tokenizer(
-            [cache.rows[i].text for i in chunk], padding=True, truncation=True,
-            max_length=ctx.preprocess.max_tokens, return_tensors="pt",
+            [cache.rows[i].text for i in chunk],
+            padding=True,
+            truncation=True,
+            max_length=ctx.preprocess.max_tokens,
+            return_tensors="pt",
         ).to(ctx.device)
         feats = ctx.model.text.features(tokens["input_ids"], tokens["attention_mask"])  # [B, D]
         yield chunk, feats.float().cpu().numpy(), [True] * len(chunk)
@@ -264,7 +277,9 @@ class _MediaRows(torch.utils.data.Dataset):
 
 def _loader(cache: SplitCache, pending: list[int], ctx: BuildContext, batch_size: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
-        _MediaRows(cache, pending, ctx), batch_size=batch_size, num_workers=ctx.workers,
+        _MediaRows(cache, pending, ctx),
+        batch_size=batch_size,
+        num_workers=ctx.workers,
         collate_fn=_collate_media,
     )
 

@@ -143,7 +143,10 @@ class Collator:
                 batch[name] = torch.stack([s[name] for s in samples])
         if self.tokenizer is not None and "text_features" not in batch:
             tokens = self.tokenizer(
-                [s["text"] for s in samples], padding=True, truncation=True, max_length=self.max_tokens,
+                [s["text"] for s in samples],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
                 return_tensors="pt",
             )
             batch["input_ids"], batch["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]

@@ -94,11 +94,16 @@ def train_one_epoch(
         scheduler.step()
         n = len(emotion)
         samples += n
-        totals += torch.tensor([
-            loss.item() * n, parts["emotion"] * n, parts["sentiment"] * n,
-            (logits["emotion"].argmax(1) == emotion).sum().item(),
-            (logits["sentiment"].argmax(1) == sentiment).sum().item(),
-        ], dtype=torch.float64)
+        totals += torch.tensor(
+            [
+                loss.item() * n,
+                parts["emotion"] * n,
+                parts["sentiment"] * n,
+                (logits["emotion"].argmax(1) == emotion).sum().item(),
+                (logits["sentiment"].argmax(1) == sentiment).sum().item(),
+            ],
+            dtype=torch.float64,
+        )
         on_batch(n, loss.item())
         if should_stop():
             interrupted = True

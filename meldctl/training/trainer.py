@@ -59,16 +59,26 @@ class TrainResult:
 
 def preprocess_from(settings: ModelSettings) -> PreprocessConfig:
     return PreprocessConfig(
-        num_frames=settings.num_frames, frame_size=settings.frame_size, sample_rate=settings.sample_rate,
-        n_mels=settings.n_mels, audio_seconds=settings.audio_seconds, max_tokens=settings.max_tokens,
+        num_frames=settings.num_frames,
+        frame_size=settings.frame_size,
+        sample_rate=settings.sample_rate,
+        n_mels=settings.n_mels,
+        audio_seconds=settings.audio_seconds,
+        max_tokens=settings.max_tokens,
     )
 
 
 def model_config_from(settings: ModelSettings) -> ModelConfig:
     return ModelConfig(
-        modalities=tuple(settings.modalities), text_model=settings.text_model, video_weights=settings.video_weights,
-        freeze_text=settings.freeze_text, freeze_video=settings.freeze_video, projection_dim=settings.projection_dim,
-        fusion_dim=settings.fusion_dim, dropout=settings.dropout, n_mels=settings.n_mels,
+        modalities=tuple(settings.modalities),
+        text_model=settings.text_model,
+        video_weights=settings.video_weights,
+        freeze_text=settings.freeze_text,
+        freeze_video=settings.freeze_video,
+        projection_dim=settings.projection_dim,
+        fusion_dim=settings.fusion_dim,
+        dropout=settings.dropout,
+        n_mels=settings.n_mels,
     )
 
 
@@ -170,8 +180,9 @@ def build_datasets(
         for spec in specs:
             cache = SplitCache(data_dir, spec, split, split_rows)
             if info.is_main:
-                ctx = BuildContext(data_dir, model, preprocess, tokenizer, device, workers, reporter.progress,
-                                   should_stop)
+                ctx = BuildContext(
+                    data_dir, model, preprocess, tokenizer, device, workers, reporter.progress, should_stop
+                )
                 caches[spec.name] = build_split(cache, ctx)
         dist.barrier(info)
         if not info.is_main:
@@ -182,7 +193,10 @@ def build_datasets(
             selection.skipped["corrupt"] = selection.skipped.get("corrupt", 0) + len(selection.rows) - len(kept)
         raw = [m for m in modalities if m in ("video", "audio") and not any(k.startswith(m) for k in caches)]
         datasets[split] = UtteranceDataset(
-            kept, data_dir, preprocess, raw=raw,
+            kept,
+            data_dir,
+            preprocess,
+            raw=raw,
             arrays={name: c.array for name, c in caches.items()},
             positions={name: c.positions(kept) for name, c in caches.items()},
         )
@@ -191,19 +205,32 @@ def build_datasets(
 
 
 def _loader(
-    dataset: UtteranceDataset, collate: Collator, batch_size: int, *, train: bool, workers: int,
-    generator: torch.Generator | None = None, info: dist.DistInfo | None = None,
+    dataset: UtteranceDataset,
+    collate: Collator,
+    batch_size: int,
+    *,
+    train: bool,
+    workers: int,
+    generator: torch.Generator | None = None,
+    info: dist.DistInfo | None = None,
 ) -> torch.utils.data.DataLoader:
     sampler = None
     if train and info is not None and info.enabled:
-        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
-                                                      shuffle=True, seed=int(generator.initial_seed()))
+        sampler = torch.utils.data.DistributedSampler(
+            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=int(generator.initial_seed())
+        )
     # BatchNorm in the fusion layer cannot train on a batch of one: drop such a last batch.
     per_rank = len(dataset) // (info.world_size if sampler else 1)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-        num_workers=workers if dataset.raw else 0, collate_fn=collate, generator=generator,
-        drop_last=train and per_rank % batch_size == 1, persistent_workers=False,
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers if dataset.raw else 0,
+        collate_fn=collate,
+        generator=generator,
+        drop_last=train and per_rank % batch_size == 1,
+        persistent_workers=False,
     )
 
 
@@ -218,7 +245,9 @@ def _optimizer(model: MeldModel, train: TrainSettings) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, weight_decay=train.weight_decay)
 
 
-def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+def _schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = max(1, int(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
@@ -248,11 +277,18 @@ def dev_metrics(preds: Any) -> dict[str, Any]:
 
 def _record(epoch: int, stats: EpochStats, dev: dict[str, Any], dev_loss: float, lr: float) -> dict[str, Any]:
     return {
-        "epoch": epoch, "lr": lr, "train_loss": stats.loss, "train_emotion_loss": stats.emotion_loss,
-        "train_sentiment_loss": stats.sentiment_loss, "train_emotion_accuracy": stats.emotion_accuracy,
-        "train_sentiment_accuracy": stats.sentiment_accuracy, "train_samples_per_s": stats.samples_per_s,
-        "train_seconds": stats.seconds, "dev_loss": dev_loss,
-        "dev_emotion_accuracy": dev["emotion"]["accuracy"], "dev_emotion_weighted_f1": dev["emotion"]["weighted_f1"],
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": stats.loss,
+        "train_emotion_loss": stats.emotion_loss,
+        "train_sentiment_loss": stats.sentiment_loss,
+        "train_emotion_accuracy": stats.emotion_accuracy,
+        "train_sentiment_accuracy": stats.sentiment_accuracy,
+        "train_samples_per_s": stats.samples_per_s,
+        "train_seconds": stats.seconds,
+        "dev_loss": dev_loss,
+        "dev_emotion_accuracy": dev["emotion"]["accuracy"],
+        "dev_emotion_weighted_f1": dev["emotion"]["weighted_f1"],
         "dev_sentiment_accuracy": dev["sentiment"]["accuracy"],
         "dev_sentiment_weighted_f1": dev["sentiment"]["weighted_f1"],
     }
@@ -329,119 +365,203 @@ def run_training(
     if not info.is_main:
         reporter = Reporter()
     try:
-        return _run(data, model_settings, train, run_dir, resolve_resume(resume), reporter, should_stop, device, info)
+        run = _Run(data, model_settings, train, run_dir, resolve_resume(resume), reporter, should_stop, device, info)
+        return run.fit()
     finally:
         dist.teardown(info)
 
 
-def _run(data, model_settings, train, run_dir, resume, reporter, should_stop, device, info) -> TrainResult:  # noqa: ANN001
-    generator = seed_everything(train.seed)
-    start = _start(model_settings, resume)
-    model, preprocess = start.model.to(device), start.preprocess
-    rows = {split: read_manifest(data.data_dir, split) for split in ("train", "dev")}
-    datasets, skipped, cached = build_datasets(
-        rows, data.data_dir, model, preprocess, start.tokenizer, use_cache=data.cache, device=device,
-        workers=train.workers, info=info, reporter=reporter, should_stop=should_stop,
-    )
-    # Building the cache draws on the global RNG (DataLoader seeds) only when it has work to do: re-seed so a
-    # run that builds the cache and one that reuses it train identically.
-    generator = seed_everything(train.seed + 1)
-    if len(datasets["train"]) < 2:
-        raise DataError(f"only {len(datasets['train'])} usable training utterances in {data.data_dir}",
-                        hint="check the manifest statuses (meldctl prepare) or the --modalities")
-    emotion_counts, sentiment_counts = label_counts(datasets["train"].rows)
-    criterion = MultiTaskLoss(
-        _to(class_weights(emotion_counts, train.class_weights), device),
-        _to(class_weights(sentiment_counts, train.class_weights), device),
-        train.label_smoothing,
-    )
-    collate = Collator(start.tokenizer, preprocess.max_tokens)
-    train_loader = _loader(datasets["train"], collate, train.batch_size, train=True, workers=train.workers,
-                           generator=generator, info=info)
-    dev_loader = _loader(datasets["dev"], collate, max(train.batch_size, 64), train=False, workers=train.workers)
-    wrapped = model
-    if info.enabled:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = _optimizer(model, train)
-    scheduler = _schedule(optimizer, train.epochs * max(1, len(train_loader)), train.warmup_ratio)
-    amp_dtype, scaler = _amp(device, train.precision)
-    state = {"next_epoch": 1, "best_metric": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
-    if start.training:
-        optimizer.load_state_dict(start.training["optimizer"])
-        scheduler.load_state_dict(start.training["scheduler"])
-        if scaler is not None and start.training.get("scaler"):
-            scaler.load_state_dict(start.training["scaler"])
-        state.update({k: start.training[k] for k in state})
-        if start.training.get("rng") is not None:
-            torch.set_rng_state(start.training["rng"])
-        _carry_best(resume, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tb_dir = Path(train.tensorboard_dir) if train.tensorboard_dir else run_dir / "tensorboard"
-    board = _TensorBoard(tb_dir if info.is_main else None)
-    extra = {"train_counts": {"emotion": emotion_counts, "sentiment": sentiment_counts},
-             "data_dir": str(data.data_dir)}
+class _Run:
+    """One run's moving parts, built once, so that `fit` and `_epoch` read top to bottom."""
 
-    def save(name: str, metrics: dict[str, Any], training: dict[str, Any] | None) -> Path:
-        path = save_checkpoint(run_dir / name, model, preprocess, tokenizer_files=start.tokenizer_files,
-                               metrics=metrics, training=training, extra=extra)
-        _save_copy(path, train.checkpoint_dir)
+    def __init__(
+        self,
+        data: DataSettings,
+        model_settings: ModelSettings,
+        train: TrainSettings,
+        run_dir: Path,
+        resume: Path | None,
+        reporter: Reporter,
+        should_stop: Any,
+        device: torch.device,
+        info: dist.DistInfo,
+    ) -> None:
+        self.train, self.run_dir, self.reporter, self.should_stop = train, run_dir, reporter, should_stop
+        self.device, self.info = device, info
+        seed_everything(train.seed)
+        self.start = _start(model_settings, resume)
+        self.model, self.preprocess = self.start.model.to(device), self.start.preprocess
+        rows = {split: read_manifest(data.data_dir, split) for split in ("train", "dev")}
+        datasets, self.skipped, self.cached = build_datasets(
+            rows,
+            data.data_dir,
+            self.model,
+            self.preprocess,
+            self.start.tokenizer,
+            use_cache=data.cache,
+            device=device,
+            workers=train.workers,
+            info=info,
+            reporter=reporter,
+            should_stop=should_stop,
+        )
+        # Building the cache draws on the global RNG (DataLoader seeds) only when it has work to do: re-seed so
+        # a run that builds the cache and one that reuses it train identically.
+        generator = seed_everything(train.seed + 1)
+        if len(datasets["train"]) < 2:
+            raise DataError(
+                f"only {len(datasets['train'])} usable training utterances in {data.data_dir}",
+                hint="check the manifest statuses (meldctl prepare) or the --modalities",
+            )
+        emotion_counts, sentiment_counts = label_counts(datasets["train"].rows)
+        self.criterion = MultiTaskLoss(
+            _to(class_weights(emotion_counts, train.class_weights), device),
+            _to(class_weights(sentiment_counts, train.class_weights), device),
+            train.label_smoothing,
+        )
+        collate = Collator(self.start.tokenizer, self.preprocess.max_tokens)
+        self.train_loader = _loader(
+            datasets["train"],
+            collate,
+            train.batch_size,
+            train=True,
+            workers=train.workers,
+            generator=generator,
+            info=info,
+        )
+        self.dev_loader = _loader(
+            datasets["dev"], collate, max(train.batch_size, 64), train=False, workers=train.workers
+        )
+        self.wrapped = self.model
+        if info.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = _optimizer(self.model, train)
+        self.scheduler = _schedule(self.optimizer, train.epochs * max(1, len(self.train_loader)), train.warmup_ratio)
+        self.amp_dtype, self.scaler = _amp(device, train.precision)
+        self.state = {"next_epoch": 1, "best_metric": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
+        if self.start.training:
+            self._restore(self.start.training, resume)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.tb_dir = Path(train.tensorboard_dir) if train.tensorboard_dir else run_dir / "tensorboard"
+        self.board = _TensorBoard(self.tb_dir if info.is_main else None)
+        self.extra = {
+            "train_counts": {"emotion": emotion_counts, "sentiment": sentiment_counts},
+            "data_dir": str(data.data_dir),
+        }
+        self.last_path: Path | None = None
+
+    def _restore(self, training: dict[str, Any], resume: Path | None) -> None:
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.scheduler.load_state_dict(training["scheduler"])
+        if self.scaler is not None and training.get("scaler"):
+            self.scaler.load_state_dict(training["scaler"])
+        self.state.update({k: training[k] for k in self.state})
+        if training.get("rng") is not None:
+            torch.set_rng_state(training["rng"])
+        _carry_best(resume, self.run_dir)
+
+    def save(self, name: str, metrics: dict[str, Any], next_epoch: int | None = None) -> Path:
+        """Write a checkpoint (with resume state when `next_epoch` is given) and copy it to checkpoint_dir."""
+        training = None
+        if next_epoch is not None:
+            training = {
+                **self.state,
+                "next_epoch": next_epoch,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "rng": torch.get_rng_state(),
+                "epochs": self.train.epochs,
+            }
+        path = save_checkpoint(
+            self.run_dir / name,
+            self.model,
+            self.preprocess,
+            tokenizer_files=self.start.tokenizer_files,
+            metrics=metrics,
+            training=training,
+            extra=self.extra,
+        )
+        _save_copy(path, self.train.checkpoint_dir)
         return path
 
-    def training_state(next_epoch: int) -> dict[str, Any]:
-        return {**state, "next_epoch": next_epoch, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "rng": torch.get_rng_state(), "epochs": train.epochs}
+    def fit(self) -> TrainResult:
+        stopped, epochs_run = "completed", 0
+        first, last = self.state["next_epoch"], self.train.epochs
+        if first > last:
+            self.reporter.note(f"nothing to do: the run already trained {first - 1} of {last} epochs")
+        for epoch in range(first, last + 1):
+            reason = self._epoch(epoch)
+            if reason == "interrupted":
+                stopped = reason
+                break
+            epochs_run += 1
+            if reason is not None:
+                stopped = reason
+                break
+        history = self.state["history"]
+        best = next((r for r in history if r["epoch"] == self.state["best_epoch"]), {})
+        best_dev = {k: v for k, v in best.items() if k.startswith("dev_")}
+        self.board.close(_hparams(self.model.config, self.train), best_dev)
+        best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
+        return TrainResult(
+            run_dir=self.run_dir,
+            best_path=best_path if best_path.is_file() else None,
+            last_path=self.last_path or (last_path if last_path.is_file() else None),
+            best_epoch=self.state["best_epoch"],
+            best_metrics=best_dev,
+            epochs_run=epochs_run,
+            stopped=stopped,
+            history=history,
+            skipped=self.skipped,
+            cached=self.cached,
+            tensorboard_dir=self.tb_dir if self.info.is_main else None,
+        )
 
-    stopped, epochs_run, last_path = "completed", 0, None
-    if state["next_epoch"] > train.epochs:
-        reporter.note(f"nothing to do: the run already trained {state['next_epoch'] - 1} of {train.epochs} epochs")
-    for epoch in range(state["next_epoch"], train.epochs + 1):
-        if isinstance(train_loader.sampler, torch.utils.data.DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        reporter.epoch_start(epoch, train.epochs, len(train_loader))
+    def _epoch(self, epoch: int) -> str | None:
+        """Train one epoch, score dev, log and save; return why training stops here, or None."""
+        info, device = self.info, self.device
+        if isinstance(self.train_loader.sampler, torch.utils.data.DistributedSampler):
+            self.train_loader.sampler.set_epoch(epoch)
+        self.reporter.epoch_start(epoch, self.train.epochs, len(self.train_loader))
         stats = train_one_epoch(
-            wrapped, criterion, optimizer, scheduler, train_loader, device, amp_dtype=amp_dtype, scaler=scaler,
-            grad_clip=train.grad_clip, on_batch=reporter.batch, should_stop=should_stop,
+            self.wrapped,
+            self.criterion,
+            self.optimizer,
+            self.scheduler,
+            self.train_loader,
+            device,
+            amp_dtype=self.amp_dtype,
+            scaler=self.scaler,
+            grad_clip=self.train.grad_clip,
+            on_batch=self.reporter.batch,
+            should_stop=self.should_stop,
         )
         if dist.broadcast_flag(info, stats.interrupted, device):
             # The interrupted epoch is redone on resume, from the weights and optimiser state it reached.
-            stopped = "interrupted"
             if info.is_main:
-                last_path = save("last.pt", {"epoch": epoch - 1}, training_state(epoch))
-            break
+                self.last_path = self.save("last.pt", {"epoch": epoch - 1}, next_epoch=epoch)
+            return "interrupted"
         loss_sums = dist.all_reduce_sum(info, [stats.loss * stats.samples, float(stats.samples)], device)
         stats.loss = loss_sums[0] / max(loss_sums[1], 1.0)
-        epochs_run += 1
         stop_early = False
         if info.is_main:
-            preds = predict(model, dev_loader, device, criterion=criterion, amp_dtype=amp_dtype)
+            preds = predict(self.model, self.dev_loader, device, criterion=self.criterion, amp_dtype=self.amp_dtype)
             dev = dev_metrics(preds)
-            record = _record(epoch, stats, dev, preds.loss, scheduler.get_last_lr()[0])
-            state["history"].append(record)
-            improved = record["dev_emotion_weighted_f1"] > state["best_metric"]
+            record = _record(epoch, stats, dev, preds.loss, self.scheduler.get_last_lr()[0])
+            self.state["history"].append(record)
+            improved = record["dev_emotion_weighted_f1"] > self.state["best_metric"]
             if improved:
-                state.update(best_metric=record["dev_emotion_weighted_f1"], best_epoch=epoch, bad_epochs=0)
-                save("best.pt", record, None)
+                self.state.update(best_metric=record["dev_emotion_weighted_f1"], best_epoch=epoch, bad_epochs=0)
+                self.save("best.pt", record)
             else:
-                state["bad_epochs"] += 1
-            last_path = save("last.pt", record, training_state(epoch + 1))
-            board.epoch(record, dev, improved)
-            record["improved"] = improved
-            reporter.epoch_end(record)
-            stop_early = 0 < train.patience <= state["bad_epochs"]
-        if dist.broadcast_flag(info, stop_early, device):
-            stopped = "early_stopping"
-            break
-    best = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
-    board.close(_hparams(model.config, train), {k: v for k, v in best.items() if k.startswith("dev_")})
-    best_path = run_dir / "best.pt"
-    return TrainResult(
-        run_dir=run_dir, best_path=best_path if best_path.is_file() else None,
-        last_path=last_path or (run_dir / "last.pt" if (run_dir / "last.pt").is_file() else None),
-        best_epoch=state["best_epoch"], best_metrics={k: v for k, v in best.items() if k.startswith("dev_")},
-        epochs_run=epochs_run, stopped=stopped, history=state["history"], skipped=skipped, cached=cached,
-        tensorboard_dir=tb_dir if info.is_main else None,
-    )
+                self.state["bad_epochs"] += 1
+            self.last_path = self.save("last.pt", record, next_epoch=epoch + 1)
+            self.board.epoch(record, dev, improved)
+            self.reporter.epoch_end({**record, "improved": improved})
+            stop_early = 0 < self.train.patience <= self.state["bad_epochs"]
+        return "early_stopping" if dist.broadcast_flag(info, stop_early, device) else None
 
 
 def _to(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -460,8 +580,14 @@ def _carry_best(resume: Path | None, run_dir: Path) -> None:
 
 def _hparams(config: ModelConfig, train: TrainSettings) -> dict[str, Any]:
     return {
-        "modalities": ",".join(config.modalities), "text_model": config.text_model,
-        "video_weights": config.video_weights, "freeze_text": config.freeze_text, "lr": train.lr,
-        "batch_size": train.batch_size, "label_smoothing": train.label_smoothing,
-        "class_weights": train.class_weights, "epochs": train.epochs, "seed": train.seed,
+        "modalities": ",".join(config.modalities),
+        "text_model": config.text_model,
+        "video_weights": config.video_weights,
+        "freeze_text": config.freeze_text,
+        "lr": train.lr,
+        "batch_size": train.batch_size,
+        "label_smoothing": train.label_smoothing,
+        "class_weights": train.class_weights,
+        "epochs": train.epochs,
+        "seed": train.seed,
     }
