@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from meldctl.data.dataset import Collator, label_counts  # noqa: E402
 from meldctl.data.manifest import read_manifest  # noqa: E402
 from meldctl.labels import EMOTION_INDEX, EMOTIONS, SENTIMENT_INDEX, SENTIMENTS  # noqa: E402
-from meldctl.model.checkpoint import load_checkpoint  # noqa: E402
+from meldctl.model.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
 from meldctl.settings import Settings, load_settings  # noqa: E402
 from meldctl.training import distributed as dist  # noqa: E402
 from meldctl.training.loop import predict  # noqa: E402
@@ -266,14 +266,16 @@ def score_run(run_dir: Path, data_dir: Path, device: torch.device) -> dict[str, 
     loaded = load_checkpoint(best, device)
     scores = score_checkpoint(best, data_dir, device, use_cache=False)
     resolved = tomllib.loads((run_dir / "settings.toml").read_text(encoding="utf-8"))
-    epoch = loaded.metrics.get("epoch")
+    last = read_checkpoint(run_dir / "last.pt").get("metrics", {}) if (run_dir / "last.pt").is_file() else {}
     return {
         **scores,
-        "best_epoch": epoch,
+        "best_epoch": loaded.metrics.get("epoch"),
+        "epochs_run": last.get("epoch"),
+        "stopped": f"scored the existing run {run_dir}",
+        "epoch_seconds": loaded.metrics.get("train_seconds"),
         "run_dir": str(run_dir),
-        "time": f"run {run_dir.name}",
+        "time": f"{loaded.metrics.get('train_seconds', 0) / 60:.0f} min/epoch",
         "settings": {"model": resolved.get("model", {}), "train": resolved.get("train", {})},
-        "seconds_per_epoch": loaded.metrics.get("train_seconds"),
     }
 
 
