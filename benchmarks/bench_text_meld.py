@@ -165,6 +165,8 @@ def frozen_features(settings: Settings, device: torch.device) -> dict[str, tuple
     out = {}
     for split, ds in datasets.items():
         feats = np.asarray(ds.arrays["text_features"])[ds.positions["text_features"]]
+        if feats.ndim == 3:  # per-layer pools (model.text_layer_mix): the published embedding is the last layer's
+            feats = feats[:, -1, :]
         emotion = np.array([EMOTION_INDEX[r.emotion] for r in ds.rows])
         sentiment = np.array([SENTIMENT_INDEX[r.sentiment] for r in ds.rows])
         out[split] = (feats.astype(np.float32), emotion, sentiment)
@@ -234,7 +236,15 @@ def train_and_score(name: str, settings: Settings, device: torch.device, *, fine
         "settings": {
             "model": settings.model.model_dump(
                 mode="json",
-                include={"text_model", "freeze_text", "projection_dim", "fusion_dim", "dropout", "max_tokens"},
+                include={
+                    "text_model",
+                    "freeze_text",
+                    "text_layer_mix",
+                    "projection_dim",
+                    "fusion_dim",
+                    "dropout",
+                    "max_tokens",
+                },
             ),
             "train": settings.train.model_dump(
                 mode="json",

@@ -73,6 +73,9 @@ class ModelSettings(_Section):
     )
     video_weights: str = Field("kinetics400", description="R3D-18 weights: kinetics400, none, or a local .pth file.")
     freeze_text: bool = Field(True, description="Keep the text encoder frozen (its features are then cached).")
+    text_layer_mix: bool = Field(
+        True, description="Mix the mean-pooled outputs of all text encoder layers with learned weights."
+    )
     freeze_video: bool = Field(True, description="Keep the R3D-18 backbone frozen (its features are then cached).")
     projection_dim: int = Field(128, gt=0, description="Width of each modality's projection before fusion.")
     fusion_dim: int = Field(256, gt=0, description="Width of the fusion layer.")
@@ -108,7 +111,7 @@ class TrainSettings(_Section):
     label_smoothing: float = Field(0.05, ge=0, lt=1, description="Label smoothing of both cross-entropies.")
     class_weights: Literal["none", "inverse", "sqrt"] = Field(
         "sqrt",
-        description="Class weights of both losses from train label counts: none, inverse frequency, or its square root.",
+        description="Loss class weights from train label counts: none, inverse frequency, or its square root.",
     )
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this value (0 turns it off).")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warm-up before cosine decay.")

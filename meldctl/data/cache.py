@@ -58,7 +58,8 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def text_spec(encoder: nn.Module, text_model: str, preprocess: PreprocessConfig, dim: int) -> CacheSpec:
+def text_spec(encoder: nn.Module, text_model: str, preprocess: PreprocessConfig, shape: tuple[int, ...]) -> CacheSpec:
+    pool = "mean" if len(shape) == 1 else "mean-per-layer"
     key = digest(
         {
             "v": CACHE_VERSION,
@@ -66,10 +67,10 @@ def text_spec(encoder: nn.Module, text_model: str, preprocess: PreprocessConfig,
             "model": text_model,
             "weights": weights_digest(encoder),
             "max_tokens": preprocess.max_tokens,
-            "pool": "mean",
+            "pool": pool,
         }
     )
-    return CacheSpec("text_features", key, (dim,), "float32")
+    return CacheSpec("text_features", key, tuple(shape), "float32")
 
 
 def video_spec(backbone: nn.Module, preprocess: PreprocessConfig, dim: int) -> CacheSpec:

@@ -52,6 +52,7 @@ class ModelConfig:
     text_model: str = "bert-base-uncased"
     video_weights: str = "kinetics400"
     freeze_text: bool = True
+    text_layer_mix: bool = True
     freeze_video: bool = True
     projection_dim: int = 128
     fusion_dim: int = 256

@@ -88,7 +88,7 @@ def build_model(config: ModelConfig, *, pretrained: bool = True) -> MeldModel:
         else:
             encoder = build_text_from_config(config.text_config)
         config = replace(config, text_config=encoder.config.to_diff_dict())
-        text = TextEncoder(encoder, config.projection_dim, frozen=config.freeze_text)
+        text = TextEncoder(encoder, config.projection_dim, frozen=config.freeze_text, layer_mix=config.text_layer_mix)
     if "video" in config.modalities:
         video = VideoEncoder(
             build_r3d18(config.video_weights, pretrained=pretrained),

@@ -71,24 +71,42 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class TextEncoder(nn.Module):
-    """Encoder -> mean pooling -> projection. `features()` is the frozen, cacheable part."""
+    """Encoder -> mean pooling -> projection. `features()` is the frozen, cacheable part.
 
-    def __init__(self, encoder: nn.Module, projection_dim: int, frozen: bool) -> None:
+    With `layer_mix`, `features()` keeps the mean-pooled output of every layer (`[B, L+1, D]`) and
+    `project()` combines them with learned softmax weights (a scalar mix): what a frozen encoder knows about
+    emotion is not all in its last layer, and the mix is cheap to train on cached features.
+    """
+
+    def __init__(self, encoder: nn.Module, projection_dim: int, frozen: bool, layer_mix: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.frozen = frozen
+        self.layer_mix = layer_mix
         self.feature_dim = int(encoder.config.hidden_size)
+        self.num_layers = int(encoder.config.num_hidden_layers) + 1  # the embeddings count as a layer
+        if layer_mix:
+            self.layer_weights = nn.Parameter(torch.zeros(self.num_layers))
         self.projection = nn.Sequential(nn.Linear(self.feature_dim, projection_dim), nn.GELU())
         if frozen:
             self.encoder.requires_grad_(False)
 
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return (self.num_layers, self.feature_dim) if self.layer_mix else (self.feature_dim,)
+
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Pooled encoder output `[B, D]` for token ids `[B, L]`."""
+        """Pooled encoder output for token ids `[B, L]`: `[B, D]`, or `[B, layers, D]` with `layer_mix`."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return mean_pool(hidden, attention_mask)
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.layer_mix)
+            if not self.layer_mix:
+                return mean_pool(out.last_hidden_state, attention_mask)
+            return torch.stack([mean_pool(h, attention_mask) for h in out.hidden_states], dim=1)  # [B, layers, D]
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
+        if self.layer_mix:
+            weights = self.layer_weights.softmax(0).to(features.dtype)  # [layers]
+            features = (features * weights[:, None]).sum(1)  # [B, D]
         return self.projection(features)  # [B, P]
 
 

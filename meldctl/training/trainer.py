@@ -74,6 +74,7 @@ def model_config_from(settings: ModelSettings) -> ModelConfig:
         text_model=settings.text_model,
         video_weights=settings.video_weights,
         freeze_text=settings.freeze_text,
+        text_layer_mix=settings.text_layer_mix,
         freeze_video=settings.freeze_video,
         projection_dim=settings.projection_dim,
         fusion_dim=settings.fusion_dim,
@@ -147,7 +148,7 @@ def _cache_kinds(model: MeldModel, use_cache: bool) -> list[str]:
 def _specs(model: MeldModel, preprocess: PreprocessConfig, kinds: list[str]) -> list:
     specs = []
     if "text_features" in kinds:
-        specs.append(text_spec(model.text.encoder, model.config.text_model, preprocess, model.text.feature_dim))
+        specs.append(text_spec(model.text.encoder, model.config.text_model, preprocess, model.text.feature_shape))
     if "video_features" in kinds:
         specs.append(video_spec(model.video.backbone, preprocess, model.video.feature_dim))
     if "audio" in kinds:

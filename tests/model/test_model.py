@@ -110,3 +110,14 @@ def test_model_package_imports_no_cli_or_aws() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("layer_mix", [True, False])
+def test_text_features_per_layer_or_last(tiny_bert: Path, layer_mix: bool) -> None:
+    model = build_model(ModelConfig(modalities=("text",), text_model=str(tiny_bert), text_layer_mix=layer_mix))
+    tokens = load_tokenizer(str(tiny_bert))(["oh my god", "i know you"], padding=True, return_tensors="pt")
+    feats = model.text.features(tokens["input_ids"], tokens["attention_mask"])
+    assert feats.shape == ((2, 3, 32) if layer_mix else (2, 32))  # tiny BERT: 2 layers + embeddings, width 32
+    assert model.text.project(feats).shape == (2, 128)
+    if layer_mix:  # zero-initialised weights start as a plain average of the layers
+        assert torch.allclose(model.text.project(feats), model.text.projection(feats.mean(1)), atol=1e-6)
