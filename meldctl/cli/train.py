@@ -122,4 +122,3 @@ def train(
     from meldctl.cli.train_local import run_local
 
     run_local(settings, resume=resume, as_json=as_json)
-
