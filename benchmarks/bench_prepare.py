@@ -26,6 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _common import print_table
+
 from meldctl.media.ffmpeg import extract_audio, ffmpeg_exe
 from meldctl.prepare import prepare, sample_dir
 from meldctl.settings import DataSettings
@@ -96,16 +98,6 @@ def _cells(name: str, result: tuple[float, float], clips: int, plain: float | No
     seconds, cpu = result
     ratio = f"{plain / seconds:.2f}x" if plain else ""
     return [name, f"{seconds:.2f}", f"{clips / seconds:.1f}", f"{cpu / seconds:.2f}", ratio, f"{one / seconds:.2f}x"]
-
-
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    """A Markdown table: first column left-aligned, the rest right-aligned."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for n, row in enumerate([header, *rows]):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        print("| " + " | ".join(cells) + " |")
-        if n == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 
 def main() -> None:

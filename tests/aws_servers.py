@@ -7,12 +7,10 @@ other HTTP(S) request fail fast, so no test can reach a real AWS endpoint.
 
 from __future__ import annotations
 
-import io
 import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.request
 import uuid
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import tar_gz_bytes
 
 BIN = Path(sys.executable).parent
 ROLE = "arn:aws:iam::123456789012:role/meldctl-test"
@@ -182,10 +181,4 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def model_archive(files: dict[str, bytes]) -> bytes:
     """A model.tar.gz as SageMaker makes it from SM_MODEL_DIR."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return tar_gz_bytes(files)

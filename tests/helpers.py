@@ -59,3 +59,17 @@ def small_settings(data_dir: Path, tiny_bert: Path, *, model: dict | None = None
             "train": {**small_train, **(train or {})},
         }
     )
+
+
+def tar_gz_bytes(files: dict[str, bytes]) -> bytes:
+    """An in-memory .tar.gz holding `files` ({member name: content})."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

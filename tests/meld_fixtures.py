@@ -11,21 +11,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from meldctl.data.meld import COLUMNS
 from meldctl.media.ffmpeg import ffmpeg_exe
 
-HEADER = [
-    "Sr No.",
-    "Utterance",
-    "Speaker",
-    "Emotion",
-    "Sentiment",
-    "Dialogue_ID",
-    "Utterance_ID",
-    "Season",
-    "Episode",
-    "StartTime",
-    "EndTime",
-]
+HEADER = ["Sr No.", *COLUMNS]
 
 
 def write_clip(path: Path, *, seconds: float = 1.0, audio: bool = True) -> Path:

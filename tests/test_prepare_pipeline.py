@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from helpers import tar_gz_bytes
 from meld_fixtures import clip, make_defect_folder, write_csv
 
 from meldctl.data.manifest import read_manifest
@@ -93,21 +92,11 @@ def test_text_only_source_gives_missing_rows(tmp_path: Path) -> None:
     assert summary.splits["dev"].text_only and summary.extracted == 0
 
 
-def _tar_gz_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def test_archive_source_is_extracted_into_the_data_folder(tmp_path: Path) -> None:
     ok = clip("ok", tmp_path / "ok.mp4").read_bytes()
     csv = write_csv(tmp_path / "x.csv", [(0, 0, "Hi.", "joy", "positive")]).read_bytes()
-    train = _tar_gz_bytes({"train_splits/dia0_utt0.mp4": ok})
-    outer = _tar_gz_bytes({"MELD.Raw/train_sent_emo.csv": csv, "MELD.Raw/train.tar.gz": train})
+    train = tar_gz_bytes({"train_splits/dia0_utt0.mp4": ok})
+    outer = tar_gz_bytes({"MELD.Raw/train_sent_emo.csv": csv, "MELD.Raw/train.tar.gz": train})
     (tmp_path / "MELD.Raw.tar.gz").write_bytes(outer)
     data_dir = tmp_path / "data"
     summary = prepare(_settings(tmp_path / "MELD.Raw.tar.gz", data_dir, splits=["train"]))
@@ -143,7 +132,7 @@ def test_url_source_downloads_then_extracts(tmp_path: Path) -> None:
     served = tmp_path / "www"
     served.mkdir()
     csv = write_csv(tmp_path / "x.csv", [(0, 0, "Hi.", "joy", "positive")]).read_bytes()
-    (served / "MELD.Raw.tar.gz").write_bytes(_tar_gz_bytes({"MELD.Raw/dev_sent_emo.csv": csv}))
+    (served / "MELD.Raw.tar.gz").write_bytes(tar_gz_bytes({"MELD.Raw/dev_sent_emo.csv": csv}))
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
