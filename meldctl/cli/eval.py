@@ -30,7 +30,7 @@ def evaluate(
     settings = resolve_settings(
         data={"data_dir": data_dir, "cache": cache}, train={"device": device, "workers": workers}
     )
-    from meldctl.cli.train_local import RichReporter
+    from meldctl.cli.progress import RichReporter
     from meldctl.evaluation import evaluate_checkpoint
 
     with RichReporter() as reporter:
