@@ -182,3 +182,21 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def model_archive(files: dict[str, bytes]) -> bytes:
     """A model.tar.gz as SageMaker makes it from SM_MODEL_DIR."""
     return tar_gz_bytes(files)
+
+
+def create_training_job(bucket: str, name: str) -> str:
+    """A job as moto records it (Completed at once; its model at OUTPUT/NAME/output/model.tar.gz) whose
+    TensorBoard prefix is in `bucket`; returns that prefix's key."""
+    import boto3
+
+    prefix = f"meldctl/{name}/tensorboard"
+    boto3.client("sagemaker").create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/output"},
+        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+        TensorBoardOutputConfig={"S3OutputPath": f"s3://{bucket}/{prefix}", "LocalPath": "/opt/ml/output/tensorboard"},
+    )
+    return prefix

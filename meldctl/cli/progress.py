@@ -8,6 +8,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from meldctl.cli.common import console
+from meldctl.training.metrics import epoch_line
 
 
 class RichReporter:
@@ -63,18 +64,9 @@ class RichReporter:
 
     def epoch_end(self, record: dict[str, Any]) -> None:
         self.bars.update(self._epoch_task, advance=1, info=f"dev emotion wF1 {record['dev_emotion_weighted_f1']:.3f}")
-        keys = (
-            "train_loss",
-            "dev_loss",
-            "dev_emotion_accuracy",
-            "dev_emotion_weighted_f1",
-            "dev_sentiment_accuracy",
-            "dev_sentiment_weighted_f1",
-        )
-        line = " ".join([f"epoch={record['epoch']}", *(f"{k}={record[k]:.4f}" for k in keys)])
         # soft_wrap: a job's log is no terminal, and a wrapped line would hide metrics from SageMaker's regexes.
         self.bars.console.print(
-            f"[meldctl] {line}{'  (best)' if record.get('improved') else ''}",
+            f"{epoch_line(record)}{'  (best)' if record.get('improved') else ''}",
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -38,6 +38,7 @@ from meldctl.remote.aws import aws_errors, explain_client_error
 from meldctl.remote.cloudwatch import LogLine, LogTail
 from meldctl.remote.s3 import Transfer, download_file, parse_s3_uri, s3_uri, upload_file, upload_folder
 from meldctl.settings import Settings, to_plain
+from meldctl.training.metrics import EPOCH_LINE_METRICS
 
 PYTORCH_IMAGE_VERSION = "2.11"
 """The AWS PyTorch training image (Deep Learning Container) matching meldctl's pinned torch==2.11.0."""
@@ -78,14 +79,7 @@ REQUIREMENTS = "requirements.txt"
 VOLUME_GB = 100  # room for MELD's clips and audio, the pip-installed torch wheels and checkpoints
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 JOB_PREFIX = "meldctl"
-EPOCH_METRICS = (
-    "train_loss",
-    "dev_loss",
-    "dev_emotion_accuracy",
-    "dev_emotion_weighted_f1",
-    "dev_sentiment_accuracy",
-    "dev_sentiment_weighted_f1",
-)
+EPOCH_METRICS = EPOCH_LINE_METRICS  # the keys of the line the training loop prints each epoch
 BEST_METRIC = "dev_emotion_weighted_f1"
 # Settings that only make sense on the submitting machine; the job decides its own folders.
 _LOCAL_ONLY = {

@@ -7,6 +7,23 @@ from typing import Any
 
 import numpy as np
 
+# The per-epoch log line, `[meldctl] epoch=N key=value ...`: the CLI prints it and SageMaker metric
+# definitions parse it, so both take the keys from here.
+EPOCH_LINE_METRICS: tuple[str, ...] = (
+    "train_loss",
+    "dev_loss",
+    "dev_emotion_accuracy",
+    "dev_emotion_weighted_f1",
+    "dev_sentiment_accuracy",
+    "dev_sentiment_weighted_f1",
+)
+
+
+def epoch_line(record: dict[str, Any]) -> str:
+    """`[meldctl] epoch=3 train_loss=2.1403 ...` for one epoch's record."""
+    values = " ".join(f"{key}={record[key]:.4f}" for key in EPOCH_LINE_METRICS)
+    return f"[meldctl] epoch={record['epoch']} {values}"
+
 
 def head_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
     """Scores of one head.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_servers import ROLE, aws_env, moto_server, s3_client, s3_server  # noqa: F401
+from aws_servers import ROLE, aws_env, create_training_job, moto_server, s3_client, s3_server  # noqa: F401
 from typer.testing import CliRunner
 
 from meldctl.cli import app
@@ -16,23 +16,8 @@ from meldctl.remote.cloudwatch import LOG_GROUP
 runner = CliRunner()
 
 
-def create_job(bucket: str, name: str) -> str:
-    """A finished job in moto whose TensorBoard prefix lives in SeaweedFS; returns that prefix's key."""
-    prefix = f"meldctl/{name}/tensorboard"
-    boto3.client("sagemaker").create_training_job(
-        TrainingJobName=name,
-        RoleArn=ROLE,
-        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
-        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/output"},
-        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-        StoppingCondition={"MaxRuntimeInSeconds": 600},
-        TensorBoardOutputConfig={"S3OutputPath": f"s3://{bucket}/{prefix}", "LocalPath": "/opt/ml/output/tensorboard"},
-    )
-    return prefix
-
-
 def test_sync_brings_event_files_home_incrementally(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
-    prefix = create_job(aws_env, "meldctl-cc-1")
+    prefix = create_training_job(aws_env, "meldctl-cc-1")
     s3 = s3_client()
     s3.put_object(Bucket=aws_env, Key=f"{prefix}/events.out.tfevents.1.algo-1", Body=b"x" * 64)
     s3.put_object(Bucket=aws_env, Key=f"{prefix}/eval/events.out.tfevents.2.algo-1", Body=b"y" * 8)
@@ -52,7 +37,7 @@ def test_sync_brings_event_files_home_incrementally(tmp_path: Path, aws_env: str
 
 
 def test_sync_follow_runs_until_the_job_ends(tmp_path: Path, aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    prefix = create_job(aws_env, "meldctl-dd-1")
+    prefix = create_training_job(aws_env, "meldctl-dd-1")
     s3_client().put_object(Bucket=aws_env, Key=f"{prefix}/events.out.tfevents.1", Body=b"e")
     monkeypatch.setattr(logs_cmd, "POLL_S", 0)
     result = runner.invoke(app, ["logs", "sync", "meldctl-dd-1", "--follow", "--dest", str(tmp_path / "tb")])
@@ -72,7 +57,7 @@ def test_sync_an_s3_uri_and_refuse_follow_without_a_job(tmp_path: Path, aws_env:
 
 
 def test_tail_prints_the_job_log(aws_env: str) -> None:  # noqa: F811
-    create_job(aws_env, "meldctl-ee-1")
+    create_training_job(aws_env, "meldctl-ee-1")
     logs = boto3.client("logs")
     logs.create_log_group(logGroupName=LOG_GROUP)
     logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="meldctl-ee-1/algo-1-1700000000")
@@ -95,8 +80,8 @@ def test_tail_of_an_unknown_job_is_one_line(aws_env: str) -> None:  # noqa: F811
 
 
 def test_list_shows_meldctl_jobs(aws_env: str) -> None:  # noqa: F811
-    create_job(aws_env, "meldctl-ff-1")
-    create_job(aws_env, "other-job-1")
+    create_training_job(aws_env, "meldctl-ff-1")
+    create_training_job(aws_env, "other-job-1")
     result = runner.invoke(app, ["logs", "list", "--json"])
     assert result.exit_code == 0, result.output
     jobs = json.loads(result.stdout)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_servers import ROLE, aws_env, model_archive, moto_server, s3_client, s3_server  # noqa: F401
+from aws_servers import ROLE, aws_env, create_training_job, model_archive, moto_server, s3_client, s3_server  # noqa: F401
 from botocore.exceptions import ClientError
 
 from meldctl.errors import RemoteError
@@ -14,22 +14,9 @@ from meldctl.remote.cloudwatch import LOG_GROUP, LogLine
 from meldctl.remote.sagemaker import StatusChange, describe_job, download_model, follow_job, list_jobs
 
 
-def create_job(bucket: str, name: str) -> None:
-    """A job as moto records it: it is Completed at once, its model at OUTPUT/NAME/output/model.tar.gz."""
-    boto3.client("sagemaker").create_training_job(
-        TrainingJobName=name,
-        RoleArn=ROLE,
-        AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
-        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/output"},
-        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-        StoppingCondition={"MaxRuntimeInSeconds": 600},
-        TensorBoardOutputConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/tensorboard"},
-    )
-
-
 def test_describe_and_list_meldctl_jobs(aws_env: str) -> None:  # noqa: F811
-    create_job(aws_env, "meldctl-aa-1")
-    create_job(aws_env, "someone-else-1")
+    create_training_job(aws_env, "meldctl-aa-1")
+    create_training_job(aws_env, "someone-else-1")
     client = boto3.client("sagemaker")
     status = describe_job(client, "meldctl-aa-1")
     assert status.done and status.status == "Completed" and status.instance_type == "ml.g5.xlarge"
@@ -41,7 +28,7 @@ def test_describe_and_list_meldctl_jobs(aws_env: str) -> None:  # noqa: F811
 
 
 def test_follow_yields_status_and_log_lines_until_the_end(aws_env: str) -> None:  # noqa: F811
-    create_job(aws_env, "meldctl-bb-1")
+    create_training_job(aws_env, "meldctl-bb-1")
     logs = boto3.client("logs")
     logs.create_log_group(logGroupName=LOG_GROUP)
     logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="meldctl-bb-1/algo-1-1")
