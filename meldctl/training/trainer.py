@@ -58,29 +58,13 @@ class TrainResult:
 
 
 def preprocess_from(settings: ModelSettings) -> PreprocessConfig:
-    return PreprocessConfig(
-        num_frames=settings.num_frames,
-        frame_size=settings.frame_size,
-        sample_rate=settings.sample_rate,
-        n_mels=settings.n_mels,
-        audio_seconds=settings.audio_seconds,
-        max_tokens=settings.max_tokens,
-    )
+    """The preprocessing the settings ask for: the settings fields that PreprocessConfig shares by name."""
+    return PreprocessConfig.from_dict(settings.model_dump())
 
 
 def model_config_from(settings: ModelSettings) -> ModelConfig:
-    return ModelConfig(
-        modalities=tuple(settings.modalities),
-        text_model=settings.text_model,
-        video_weights=settings.video_weights,
-        freeze_text=settings.freeze_text,
-        text_layer_mix=settings.text_layer_mix,
-        freeze_video=settings.freeze_video,
-        projection_dim=settings.projection_dim,
-        fusion_dim=settings.fusion_dim,
-        dropout=settings.dropout,
-        n_mels=settings.n_mels,
-    )
+    """The architecture the settings ask for: the settings fields that ModelConfig shares by name."""
+    return ModelConfig.from_dict(settings.model_dump())
 
 
 def seed_everything(seed: int) -> torch.Generator:
