@@ -5,7 +5,7 @@ It prepares the embedded sample into a temporary folder and trains a checkpoint 
 text+audio+video, MiniLM, R3D-18 with random weights: the same compute as Kinetics-400 weights), then:
 - predict: `Predictor.predict(clip, text)` with the model loaded: decode 16 frames, read the audio track,
   log-Mel, tokenise, forward, softmax; one call per clip of the sample, the median reported;
-- forward: `Predictor.forward(batch)` on the same clip's inputs, prepared beforehand by `Predictor.inputs`
+- forward: `Predictor.run([prepared])` on the same clip's inputs, prepared beforehand by `Predictor.prepare`
   (the floor: the model alone); interleaved with predict clip by clip, so load changes hit both alike;
 - cold start: one `meldctl predict CLIP --text ... --ckpt best.pt --device cpu` process, wall time from
   spawn to exit (imports, checkpoint load, one prediction, table), and its peak RSS from wait4.
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         for clip, text in clips:
             predict_s.append(timed(lambda clip=clip, text=text: predictor.predict(clip, text)))
             start = time.perf_counter()
-            batch, _ = predictor.inputs(clip, text)
+            prepared = predictor.prepare(clip, text)
             inputs_s.append(time.perf_counter() - start)
-            forward_s.append(timed(lambda batch=batch: predictor.forward(batch)))
+            forward_s.append(timed(lambda prepared=prepared: predictor.run([prepared])))
         print(f"  done: {len(clips)} clips; {load_line('now')}", flush=True)
 
         clip, text = clips[0]
@@ -107,13 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{load_line('after the runs')}\n")
     table = [
         [
-            "forward: Predictor.forward on prepared inputs (median)",
+            "forward: Predictor.run on prepared inputs (median)",
             f"{forward_med * 1000:.0f}",
             "1.00x",
             f"min {min(forward_s) * 1000:.0f}, max {max(forward_s) * 1000:.0f}",
         ],
         [
-            "inputs: Predictor.inputs alone (median)",
+            "inputs: Predictor.prepare alone (median)",
             f"{inputs_med * 1000:.0f}",
             f"{inputs_med / forward_med:.2f}x",
             "decode, audio, log-Mel, tokenise",

@@ -18,19 +18,26 @@ import torchaudio
 from meldctl.errors import MediaError
 from meldctl.media.features import log_mel_features
 
-__all__ = ["log_mel_features", "read_clip_audio", "read_wav"]
+__all__ = ["log_mel_features", "pcm16_to_float", "read_clip_audio", "read_wav"]
 
 _BAD_AUDIO_HINT = "re-extract the audio (`meldctl prepare` rewrites missing or broken WAVs)"
 
 
-def read_wav(path: str | Path, sample_rate: int) -> torch.Tensor:
+def pcm16_to_float(samples: np.ndarray) -> torch.Tensor:
+    """16-bit PCM -> float32 in [-1, 1): the one conversion every audio path uses (as libsndfile does it)."""
+    return torch.from_numpy(samples.astype(np.float32) * np.float32(1 / 32768))  # [samples]
+
+
+def read_wav(path: str | Path, sample_rate: int, *, max_seconds: float | None = None) -> torch.Tensor:
     """Read a sound file (WAV, FLAC, OGG: whatever libsndfile reads) as mono at `sample_rate`.
 
-    Channels are averaged; a different rate is resampled.
+    16-bit PCM (what `meldctl prepare` writes) is converted with `pcm16_to_float`, exactly as predict converts
+    FFmpeg's output; channels are averaged; a different rate is resampled.
 
     Args:
         path: The sound file.
         sample_rate: Rate of the returned waveform, in Hz.
+        max_seconds: Read only this many seconds from the start.
 
     Returns:
         float32 `[samples]`, values in [-1, 1].
@@ -41,21 +48,33 @@ def read_wav(path: str | Path, sample_rate: int) -> torch.Tensor:
     path = Path(path)
     _check_file(path)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [samples, channels]
+        with soundfile.SoundFile(str(path)) as sound:
+            frames = -1 if max_seconds is None else int(max_seconds * sound.samplerate)
+            pcm16 = sound.subtype == "PCM_16"
+            data = sound.read(frames, dtype="int16" if pcm16 else "float32", always_2d=True)  # [samples, channels]
+            rate = sound.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
         raise MediaError(f"cannot read audio {path}: {exc}", hint=_BAD_AUDIO_HINT) from None
     if data.shape[0] == 0:
         raise MediaError(f"audio file {path} holds no samples", hint=_BAD_AUDIO_HINT)
-    waveform = torch.from_numpy(data).mean(dim=1)  # [samples]
+    if data.shape[1] == 1:
+        waveform = pcm16_to_float(data[:, 0]) if pcm16 else torch.from_numpy(data[:, 0].copy())
+    else:
+        waveform = (pcm16_to_float(data) if pcm16 else torch.from_numpy(data)).mean(dim=1)  # [samples]
     return _resample(waveform, rate, sample_rate)
 
 
-def read_clip_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+def read_clip_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None = None) -> torch.Tensor:
     """Decode the audio track of any container FFmpeg reads (mp4, mkv, webm, avi, mov, wav...) as mono.
+
+    The samples come from the same FFmpeg command that `meldctl prepare` uses to write its WAVs, read through
+    a pipe, so a clip gives bit-identical audio here and in training. Decoding stops after `max_seconds`: a
+    clip hours long costs only the span the model uses.
 
     Args:
         path: The clip.
         sample_rate: Rate of the returned waveform, in Hz.
+        max_seconds: Decode only this many seconds from the start.
 
     Returns:
         float32 `[samples]`.
@@ -63,26 +82,35 @@ def read_clip_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     Raises:
         MediaError: the file is missing, empty, not media, has no audio stream, or cannot be decoded.
     """
+    from meldctl.media.ffmpeg import pcm_stream
+
     path = Path(path)
     _check_file(path)
-    chunks: list[np.ndarray] = []
+    if not _has_audio_stream(path):
+        raise MediaError(f"{path} has no audio stream", hint="use a clip with sound, or leave audio out (--modalities)")
+    wanted = None if max_seconds is None else int(max_seconds * sample_rate)
+    chunks, count = [], 0
+    stream = pcm_stream(path, sample_rate=sample_rate)
+    try:
+        for chunk in stream:
+            chunks.append(chunk)
+            count += len(chunk)
+            if wanted is not None and count >= wanted:
+                break
+    finally:
+        stream.close()
+    if count == 0:
+        raise MediaError(f"the audio stream of {path} holds no samples", hint=_BAD_AUDIO_HINT)
+    samples = np.concatenate(chunks)
+    return pcm16_to_float(samples if wanted is None else samples[:wanted])  # [samples]
+
+
+def _has_audio_stream(path: Path) -> bool:
     try:
         with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise MediaError(
-                    f"{path} has no audio stream", hint="use a clip with sound, or leave audio out (--modalities)"
-                )
-            stream = container.streams.audio[0]
-            # FFmpeg's resampler downmixes and converts in one pass, to packed float32 mono.
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            for frame in container.decode(stream):
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))  # flush
-    except av.FFmpegError as exc:
+            return bool(container.streams.audio)
+    except (av.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(f"cannot read the audio of {path}: {exc}", hint=_BAD_AUDIO_HINT) from None
-    if not chunks:
-        raise MediaError(f"the audio stream of {path} holds no samples", hint=_BAD_AUDIO_HINT)
-    return torch.from_numpy(np.concatenate(chunks))  # [samples]
 
 
 def _check_file(path: Path) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from meldctl.errors import MediaError
 from meldctl.io import atomic_path
@@ -85,19 +88,60 @@ def probe_clip(path: Path) -> ClipInfo:
 
 
 def audio_extract_args(
-    clip: Path, wav: Path, *, sample_rate: int = AUDIO_SAMPLE_RATE, exe: str = "ffmpeg"
+    clip: Path, output: Path | str, *, sample_rate: int = AUDIO_SAMPLE_RATE, exe: str = "ffmpeg", raw: bool = False
 ) -> list[str]:
-    """The FFmpeg command that writes `clip`'s first audio stream to `wav` as mono 16-bit PCM.
+    """The FFmpeg command that writes `clip`'s first audio stream as mono 16-bit PCM at `sample_rate`.
 
-    The format is named explicitly because the output is a temporary name that does not end in `.wav`.
+    `prepare` writes a WAV file; predict and analyze read the same samples from a pipe (`raw=True`: headerless
+    s16le, `output` is `pipe:1`). Only the container differs, so the three give bit-identical samples. The
+    format is named explicitly because the WAV is written to a temporary name that does not end in `.wav`.
     """
     import ffmpeg
 
     stream = ffmpeg.input(str(clip)).output(
-        str(wav), vn=None, sn=None, dn=None, ac=1, ar=sample_rate, acodec="pcm_s16le", f="wav"
+        str(output), vn=None, sn=None, dn=None, ac=1, ar=sample_rate, acodec="pcm_s16le", f="s16le" if raw else "wav"
     )
     stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error").overwrite_output()
     return stream.compile(cmd=exe)
+
+
+def pcm_stream(
+    clip: Path, *, sample_rate: int = AUDIO_SAMPLE_RATE, chunk_samples: int = 1 << 16
+) -> Iterator[np.ndarray]:
+    """`clip`'s audio as int16 mono chunks `[<= chunk_samples]`, decoded by FFmpeg exactly as `extract_audio` does.
+
+    Memory stays at one chunk whatever the clip's length; closing the generator early stops FFmpeg, so a
+    caller that needs only the first seconds pays only for those.
+
+    Raises:
+        MediaError: FFmpeg failed (no audio stream, not media); raised after the chunks it did produce.
+    """
+    args = audio_extract_args(Path(clip).absolute(), "pipe:1", sample_rate=sample_rate, exe=ffmpeg_exe(), raw=True)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finished = False
+    try:
+        assert process.stdout is not None
+        carry = b""
+        while True:
+            data = process.stdout.read(2 * chunk_samples)
+            if not data:
+                break
+            data, carry = carry + data, b""
+            if len(data) % 2:  # a pipe read may split a sample
+                data, carry = data[:-1], data[-1:]
+            yield np.frombuffer(data, dtype="<i2")
+        finished = True
+    finally:
+        if not finished:
+            process.kill()
+        stderr = process.stderr.read() if process.stderr is not None else b""
+        code = process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+    if code != 0:
+        reason = _last_line(stderr.decode("utf-8", "replace")) or f"exit code {code}"
+        raise MediaError(f"{clip}: FFmpeg could not decode the audio ({reason})")
 
 
 def extract_audio(clip: Path, wav: Path, *, sample_rate: int = AUDIO_SAMPLE_RATE, timeout_s: float = 120.0) -> Path:

@@ -71,8 +71,7 @@ def read_video(path: str | Path, preprocess: PreprocessConfig, *, threads: int =
         raise MediaError(f"cannot read video {path}: {exc}", hint=_BAD_CLIP_HINT) from None
     if not frames:
         raise MediaError(f"no video frame of {path} could be decoded", hint=_BAD_CLIP_HINT)
-    stacked = torch.from_numpy(np.stack(frames))  # [T, H, W, 3] uint8
-    return normalize_frames(stacked, preprocess.mean, preprocess.std)  # [3, T, H, W]
+    return clip_tensor(frames, preprocess)  # [3, T, H, W]
 
 
 def _check_file(path: Path) -> None:
@@ -92,21 +91,35 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
     return streams[0]
 
 
+class FrameConverter:
+    """One decoded frame -> the uint8 RGB array `[H, W, 3]` that `clip_tensor` stacks: the model's geometry.
+
+    Build one per clip (or per video) and call it on every kept frame: it keeps one swscale context, and
+    building that per frame costs more than the conversion itself at a 10x downscale.
+    """
+
+    def __init__(self, preprocess: PreprocessConfig) -> None:
+        self.size = preprocess.frame_size
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        # swscale's bilinear filter widens with the scale factor, so downscaling is antialiased. Its threads
+        # cost more than they save on a 112x112 output.
+        rgb = self._reformatter.reformat(frame, width=self.size, height=self.size, format="rgb24", threads=1)
+        return rgb.to_ndarray()  # [H, W, 3]
+
+
+def clip_tensor(frames: list[np.ndarray], preprocess: PreprocessConfig) -> torch.Tensor:
+    """Frames from `FrameConverter` -> the normalised clip the video encoder takes, float32 `[3, T, H, W]`."""
+    stacked = torch.from_numpy(np.stack(frames))  # [T, H, W, 3] uint8
+    return normalize_frames(stacked, preprocess.mean, preprocess.std)  # [3, T, H, W]
+
+
 def _sampled_frames(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, preprocess: PreprocessConfig
 ) -> list[np.ndarray]:
     """The kept frames as uint8 `[H, W, 3]` RGB arrays, one per sample (repeats share one array)."""
-    size = preprocess.frame_size
-    # One reformatter for all frames keeps one swscale context: building it per frame costs more than
-    # the conversion itself at a 10x downscale.
-    reformatter = VideoReformatter()
-
-    def convert(frame: av.VideoFrame) -> np.ndarray:
-        # swscale's bilinear filter widens with the scale factor, so downscaling is antialiased. Its
-        # threads cost more than they save on a 112x112 output.
-        rgb = reformatter.reformat(frame, width=size, height=size, format="rgb24", threads=1)
-        return rgb.to_ndarray()  # [H, W, 3]
-
+    convert = FrameConverter(preprocess)
     index = _scan_packets(container, stream)
     if index.count == 0:
         return []
