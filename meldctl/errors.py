@@ -44,5 +44,26 @@ class MediaError(MeldError):
     """A clip or audio file cannot be read."""
 
 
+class NoStreamError(MediaError):
+    """A clip lacks the audio or video stream asked for (a silent video, an audio file): a missing modality."""
+
+
 class RemoteError(MeldError):
     """An AWS call failed or cannot be made."""
+
+
+class Interrupted(MeldError):
+    """A stop was requested (Ctrl-C, SIGTERM) during long work; what was finished is kept.
+
+    Args:
+        message: What was stopped.
+        signal: The signal's name (SIGINT, SIGTERM), which decides the exit code (130, 143).
+    """
+
+    def __init__(self, message: str, signal: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or "run the same command again: it continues where it stopped")
+        self.signal = signal
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return 130 if self.signal == "SIGINT" else 143

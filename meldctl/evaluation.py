@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from meldctl.data.dataset import Collator, label_counts
+from meldctl.data.dataset import Collator, DataPlan, build_datasets, label_counts
+from meldctl.data.kinds import kinds_for
+from meldctl.data.loading import worker_init
 from meldctl.data.manifest import read_manifest
-from meldctl.errors import DataError
+from meldctl.errors import DataError, Interrupted
 from meldctl.io import atomic_path, write_text_atomic
+from meldctl.labels import parse_modalities
 from meldctl.model.checkpoint import load_checkpoint
+from meldctl.model.text import tokenizer_digest
+from meldctl.reporting import Reporter
 from meldctl.training import distributed
 from meldctl.training.loop import predict
 from meldctl.training.metrics import head_metrics, majority_baseline
-from meldctl.training.trainer import Reporter, build_datasets
 
 
 @dataclass
@@ -36,53 +41,79 @@ def evaluate_checkpoint(
     device: str = "auto",
     workers: int = 2,
     use_cache: bool = True,
+    modalities: Sequence[str] | None = None,
     reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    stop_signal: Callable[[], str | None] = lambda: None,
 ) -> EvalResult:
-    """Score `checkpoint` on `split` and write `report.json` and one confusion-matrix PNG per head.
+    """Score `checkpoint` on every row of `split`; write `report.json` and one confusion-matrix PNG per head.
 
     Args:
         checkpoint: A meldctl checkpoint (best.pt).
         data_dir: The prepared data folder holding the split's manifest.
         split: train, dev or test.
-        out_dir: Where the report goes; default `eval/<split>/` beside the checkpoint.
+        out_dir: Where the report goes; default `eval/<split>/` beside the checkpoint (`eval/<split>-<used>/`
+            when modalities are ablated).
         device: auto, cpu or cuda.
         workers: DataLoader workers for decoding clips.
         use_cache: Read (and complete) the feature cache when the checkpoint's frozen encoders match it.
+        modalities: Use only these of the checkpoint's modalities (evaluation-time ablation); None uses all.
         reporter: Progress callbacks.
+        should_stop: Polled while the cache is built (Ctrl-C, SIGTERM).
+        stop_signal: The name of the signal that asked to stop.
+
+    Raises:
+        DataError: the split has no rows, or the modalities are not a subset of the checkpoint's.
     """
     torch_device = distributed.resolve_device(device)
     loaded = load_checkpoint(checkpoint, torch_device)
-    model, labels = loaded.model, loaded.model.config
-    rows = read_manifest(data_dir, split)
-    datasets, skipped, _ = build_datasets(
-        {split: rows},
-        data_dir,
-        model,
-        loaded.preprocess,
-        loaded.tokenizer,
-        use_cache=use_cache,
-        device=torch_device,
-        workers=workers,
-        info=distributed.DistInfo(),
-        reporter=reporter or Reporter(),
-        should_stop=lambda: False,
-    )
-    dataset = datasets[split]
-    if len(dataset) == 0:
+    model, config = loaded.model, loaded.model.config
+    used = tuple(config.modalities if modalities is None else parse_modalities(list(modalities)))
+    if set(used) - set(config.modalities):
         raise DataError(
-            f"no usable utterances in split {split!r} of {data_dir} for modalities "
-            f"{','.join(labels.modalities)} (skipped: {skipped[split]})"
+            f"--modalities {','.join(used)}: the checkpoint has only {','.join(config.modalities)}",
+            hint="ablate a subset of the checkpoint's modalities",
         )
+    rows = read_manifest(data_dir, split)
+    if not rows:
+        raise DataError(f"split {split!r} of {data_dir} has no utterances")
+    reporter = reporter or Reporter()
+    plan = DataPlan(
+        data_dir, loaded.preprocess, loaded.tokenizer, tokenizer_digest(loaded.tokenizer_files), use_cache,
+        torch_device, workers, reporter.progress, should_stop, stop_signal,
+        ablate=[m for m in config.modalities if m not in used],
+    )  # fmt: skip
+    datasets, _ = build_datasets({split: rows}, model, plan)
+    dataset = datasets[split]
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=64,
         num_workers=workers if dataset.raw else 0,
-        collate_fn=Collator(loaded.tokenizer, loaded.preprocess.max_tokens),
+        collate_fn=Collator(kinds_for(config.modalities), loaded.preprocess, loaded.tokenizer),
+        worker_init_fn=worker_init,
     )
-    preds = predict(model, loader, torch_device, on_batch=lambda n: None)
-    report = build_report(preds, labels.emotions, labels.sentiments, loaded.extra.get("train_counts"), dataset.rows)
-    report.update(checkpoint=str(checkpoint), split=split, skipped=skipped[split])
-    out_dir = out_dir or Path(checkpoint).parent / "eval" / split
+    done = 0
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        reporter.progress(f"scoring {split}", done, len(dataset))
+
+    try:
+        preds = predict(model, loader, torch_device, on_batch=progress, should_stop=should_stop)
+    except Interrupted as exc:
+        raise Interrupted(exc.message, stop_signal(), hint="nothing was written; run the command again") from None
+    report = build_report(preds, config.emotions, config.sentiments, loaded.extra.get("train_counts"), dataset.rows)
+    report.update(
+        checkpoint=str(checkpoint),
+        split=split,
+        modalities=list(used),
+        ablated=[m for m in config.modalities if m not in used],
+        missing={m: int((~preds.present[m]).sum()) for m in used if m in preds.present},
+    )
+    if out_dir is None:
+        suffix = "" if used == config.modalities else "-" + "+".join(used)
+        out_dir = Path(checkpoint).parent / "eval" / f"{split}{suffix}"
     return EvalResult(report, out_dir, write_report(report, out_dir))
 
 

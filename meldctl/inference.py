@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from meldctl.errors import MeldError
+from meldctl.errors import MediaError, MeldError, NoStreamError
 from meldctl.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from meldctl.training import distributed
 
@@ -75,18 +75,26 @@ class PreparedInput:
 class Predictor:
     """A checkpoint loaded once, turning (clip, text) pairs into probabilities.
 
-    Inputs go through the same functions as training (`read_video`, `log_mel_features`, the checkpoint's
-    tokenizer) with the preprocessing parameters stored in the checkpoint. `prepare` (decoding, safe to call
-    from several threads at once) and `run` (one batched forward, one caller at a time) are separate so that a
-    server can decode requests in parallel and batch the forward.
+    Inputs go through the same functions as training: `read_video` / `FrameConverter`, the FFmpeg audio
+    command of `prepare`, `log_mel_features`, the checkpoint's tokenizer through `tokenize`, and the
+    `FeatureKind` collation, with the preprocessing parameters stored in the checkpoint. `prepare` (decoding;
+    safe to call from several threads at once) and `run` (one batched forward; one caller at a time) are
+    separate, so that a server can decode requests in parallel and batch the forward.
+
+    A clip that lacks a stream the checkpoint uses (a silent video, an audio file) is answered from what it
+    has, with a warning and the modality in `missing`; `strict=True` refuses it instead.
     """
 
     def __init__(self, loaded: LoadedCheckpoint, device: torch.device) -> None:
+        from meldctl.data.dataset import Collator
+        from meldctl.data.kinds import kinds_for
+
         self.loaded, self.device = loaded, device
         self.checkpoint = loaded.path
         self.model = loaded.model.eval()
         self.modalities = loaded.model.config.modalities
         self.preprocess = loaded.preprocess
+        self._collate = Collator(kinds_for(self.modalities), self.preprocess, loaded.tokenizer)
 
     @classmethod
     def from_path(cls, checkpoint: Path, device: str = "auto") -> Predictor:
@@ -122,7 +130,8 @@ class Predictor:
             name: What the answer calls the clip (default: the path as given).
 
         Raises:
-            MeldError: a missing or unreadable clip, a clip without the stream the model needs, empty text.
+            MeldError: a missing or unreadable clip, no clip for a checkpoint that needs one, empty text for a
+                text checkpoint, or (with `strict`) a clip without a stream the checkpoint uses.
         """
         from meldctl.media.audio import read_clip_audio
         from meldctl.media.video import read_video
@@ -130,9 +139,24 @@ class Predictor:
         start = time.perf_counter()
         if self.needs_clip and clip is None:
             raise MeldError(f"this checkpoint uses {','.join(self.modalities)}: give a clip to predict on")
-        video = read_video(clip, self.preprocess) if "video" in self.modalities else None
-        waveform = read_clip_audio(clip, self.preprocess.sample_rate) if "audio" in self.modalities else None
-        prepared = self._prepared(text, video, waveform, name if name is not None else _name(clip))
+        if "text" in self.modalities and (not text or not text.strip()):
+            raise MeldError("empty text: this checkpoint reads the utterance text", hint='pass --text "..."')
+        sample, missing = {}, []
+        for modality, read in (
+            ("video", lambda: {"video": read_video(clip, self.preprocess)}),
+            ("audio", lambda: self._audio(read_clip_audio(clip, self.preprocess.sample_rate,
+                                                           max_seconds=self.preprocess.audio_seconds))),
+        ):  # fmt: skip
+            if modality in self.modalities:
+                try:
+                    sample.update(read())
+                except NoStreamError as exc:
+                    if strict:
+                        raise MeldError(
+                            f"{exc.message} (--strict: every modality of the checkpoint is required)"
+                        ) from None
+                    missing.append((modality, exc.message))
+        prepared = self._prepared(text, sample, missing, name if name is not None else _name(clip))
         prepared.seconds = time.perf_counter() - start
         return prepared
 
@@ -147,7 +171,7 @@ class Predictor:
         """Model inputs from media decoded elsewhere (a span of a long video).
 
         Args:
-            text: The utterance text.
+            text: The utterance text (None or empty: missing).
             frames: `num_frames` RGB frames as `FrameConverter(preprocess)` returns them, or None.
             waveform: float32 mono `[samples]` at `preprocess.sample_rate`, the utterance's span, or None.
             name: What the answer calls this utterance.
@@ -155,41 +179,72 @@ class Predictor:
         from meldctl.media.video import clip_tensor
 
         start = time.perf_counter()
-        video = clip_tensor(frames, self.preprocess) if frames is not None and "video" in self.modalities else None
-        prepared = self._prepared(text, video, waveform if "audio" in self.modalities else None, name)
+        sample, missing = {}, []
+        if "video" in self.modalities:
+            if frames:
+                sample["video"] = clip_tensor(frames, self.preprocess)  # [3, T, H, W]
+            else:
+                missing.append(("video", "no video frames"))
+        if "audio" in self.modalities:
+            try:
+                if waveform is None:
+                    raise NoStreamError("no audio")
+                sample.update(self._audio(waveform))
+            except MediaError as exc:
+                missing.append(("audio", exc.message))
+        if "text" in self.modalities and (not text or not text.strip()):
+            missing.append(("text", "no text"))
+            text = None
+        prepared = self._prepared(text, sample, missing, name)
         prepared.seconds = time.perf_counter() - start
         return prepared
 
-    def _prepared(
-        self, text: str | None, video: torch.Tensor | None, waveform: torch.Tensor | None, name: str | None
-    ) -> PreparedInput:
+    def _audio(self, waveform: torch.Tensor) -> dict[str, Any]:
         from meldctl.media.features import log_mel_features
 
-        sample, warnings = {}, []
-        if "text" in self.modalities:
-            if not text or not text.strip():
-                raise MeldError("empty text: this checkpoint reads the utterance text", hint='pass --text "..."')
-            limit = self.preprocess.max_tokens
-            tokens = self.loaded.tokenizer(text, truncation=True, max_length=limit, return_tensors="pt")
-            full = len(self.loaded.tokenizer(text)["input_ids"])
-            if full > limit:
-                warnings.append(f"text truncated to the model's {limit} tokens (it has {full})")
-            sample["input_ids"], sample["attention_mask"] = tokens["input_ids"][0], tokens["attention_mask"][0]
-        if video is not None:
-            sample["video"] = video  # [C, T, H, W]
-        if waveform is not None:
-            sample["audio"] = log_mel_features(waveform, self.preprocess)  # [1, n_mels, frames]
-        return PreparedInput(name=name, text=text, sample=sample, warnings=warnings)
+        try:
+            mel = log_mel_features(waveform, self.preprocess)  # [1, n_mels, frames]
+        except MediaError as exc:  # too short to analyse: as good as no audio
+            raise NoStreamError(exc.message) from None
+        return {"audio": mel, "audio_length": mel.shape[-1]}
+
+    def _prepared(
+        self, text: str | None, sample: dict[str, Any], missing: list[tuple[str, str]], name: str | None
+    ) -> PreparedInput:
+        from meldctl.model.text import token_count
+
+        warnings = [f"answered without {modality}: {why}" for modality, why in missing]
+        absent = {modality for modality, _ in missing}
+        if absent >= set(self.modalities):
+            raise MeldError(f"nothing to predict from: {'; '.join(why for _, why in missing)}")
+        if "text" in self.modalities and "text" not in absent:
+            sample["text"] = text
+            count, limit = token_count(self.loaded.tokenizer, text), self.preprocess.max_tokens
+            if count > limit:
+                warnings.append(f"text truncated to the model's {limit} tokens (it has {count})")
+        for modality in self.modalities:
+            sample[f"{modality}_present"] = modality not in absent
+        return PreparedInput(
+            name=name, text=text, sample=sample, missing=[m for m in self.modalities if m in absent], warnings=warnings
+        )
 
     @torch.no_grad()
     def run(self, inputs: list[PreparedInput]) -> list[Prediction]:
-        """One batched forward over prepared inputs; answers in the same order."""
+        """One batched forward over prepared inputs; answers in the same order.
+
+        Raises:
+            MeldError: the model produced NaN or infinite values (a damaged checkpoint).
+        """
         if not inputs:
             return []
+        from meldctl.training.loop import to_device
+
         start = time.perf_counter()
-        batch = _collate([p.sample for p in inputs])
-        logits = self.model({k: v.to(self.device) for k, v in batch.items()})
+        batch = to_device(self._collate([p.sample for p in inputs]), self.device)
+        logits = self.model(batch)
         probs = {head: values.float().softmax(1).cpu() for head, values in logits.items()}
+        if not all(torch.isfinite(p).all() for p in probs.values()):
+            raise MeldError(f"the model in {self.checkpoint} produced NaN or infinite scores", hint="retrain it")
         config, share = self.model.config, (time.perf_counter() - start) / len(inputs)
         return [
             Prediction(
@@ -211,17 +266,6 @@ class Predictor:
 
 def _name(clip: Path | None) -> str | None:
     return str(clip) if clip is not None else None
-
-
-def _collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    batch = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        if key in ("input_ids", "attention_mask"):
-            batch[key] = torch.nn.utils.rnn.pad_sequence(values, batch_first=True)  # [B, L]
-        else:
-            batch[key] = torch.stack(values)
-    return batch
 
 
 def newest_checkpoint(runs_root: Path) -> Path | None:

@@ -10,24 +10,19 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 from meldctl.errors import ConfigError
+from meldctl.model.config import ModelConfig, PreprocessConfig, setting_fields, split_commas
 
 ENV_PREFIX = "MELDCTL_"
 DEFAULT_CONFIG_FILE = Path("meldctl.toml")
 MELD_URL = "http://web.eecs.umich.edu/~mihalcea/downloads/MELD.Raw.tar.gz"
 
 CommaList = Annotated[list[str], NoDecode]
-
-
-def _split_commas(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
 
 
 class _Section(BaseModel):
@@ -52,7 +47,7 @@ class DataSettings(_Section):
     ffmpeg_timeout_s: float = Field(120.0, gt=0, description="Timeout for one FFmpeg audio extraction.")
     cache: bool = Field(True, description="Cache frozen-encoder features under data_dir/cache.")
 
-    _split_splits = field_validator("splits", mode="before")(_split_commas)
+    _split_splits = field_validator("splits", mode="before")(split_commas)
 
     @field_validator("splits")
     @classmethod
@@ -63,39 +58,50 @@ class DataSettings(_Section):
         return value
 
 
-class ModelSettings(_Section):
-    """The model that `train` builds, and the preprocessing recorded in its checkpoints."""
+class _ModelSection(_Section):
+    """The model that `train` builds, and the preprocessing recorded in its checkpoints.
 
-    modalities: CommaList = Field(["text", "audio", "video"], description="Any non-empty subset of text, audio, video.")
-    text_model: str = Field(
-        "bert-base-uncased",
-        description="Hugging Face encoder name or local folder; `minilm` is the offline all-MiniLM-L6-v2 package.",
+    Its fields are those of `ModelConfig` and `PreprocessConfig` marked as settings (defined once, in
+    `meldctl.model.config`), plus `checkpoint`; `to_model_config()` and `to_preprocess()` turn them back.
+    """
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _ModelSection:
+        # Rules across fields (the crop fits inside the resized frame, ...) are the preprocessing's own.
+        try:
+            self.to_preprocess()
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return self
+
+    def to_model_config(self) -> ModelConfig:
+        """The architecture these settings ask for."""
+        values = {name: getattr(self, name) for name in setting_fields(ModelConfig)}
+        # The audio encoder takes the spectrogram that the preprocessing makes: one value, two places.
+        return ModelConfig(**values, n_mels=self.n_mels)
+
+    def to_preprocess(self) -> PreprocessConfig:
+        """The preprocessing these settings ask for."""
+        return PreprocessConfig(**{name: getattr(self, name) for name in setting_fields(PreprocessConfig)})
+
+
+def _model_settings() -> type[_ModelSection]:
+    fields: dict[str, Any] = {}
+    for config in (ModelConfig, PreprocessConfig):
+        for name in setting_fields(config):
+            info = config.model_fields[name]
+            annotation = info.annotation
+            if get_origin(annotation) is tuple:  # `text,audio` in an environment variable is not JSON
+                annotation = Annotated[annotation, NoDecode]
+            fields[name] = (annotation, info)
+    fields["checkpoint"] = (
+        Path | None,
+        Field(None, description="Default checkpoint for predict (else newest runs/*/best.pt)."),
     )
-    video_weights: str = Field("kinetics400", description="R3D-18 weights: kinetics400, none, or a local .pth file.")
-    freeze_text: bool = Field(True, description="Keep the text encoder frozen (its features are then cached).")
-    text_layer_mix: bool = Field(
-        True, description="Mix the mean-pooled outputs of all text encoder layers with learned weights."
-    )
-    freeze_video: bool = Field(True, description="Keep the R3D-18 backbone frozen (its features are then cached).")
-    projection_dim: int = Field(128, gt=0, description="Width of each modality's projection before fusion.")
-    fusion_dim: int = Field(256, gt=0, description="Width of the fusion layer.")
-    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after fusion.")
-    max_tokens: int = Field(128, gt=0, le=512, description="Text is truncated to this many tokens.")
-    num_frames: int = Field(16, gt=0, description="Video frames sampled uniformly across each clip.")
-    frame_size: int = Field(112, gt=0, description="Frames are resized to frame_size x frame_size.")
-    sample_rate: int = Field(16000, gt=0, description="Audio sample rate in Hz.")
-    n_mels: int = Field(64, gt=0, description="Mel bands of the log-Mel spectrogram.")
-    audio_seconds: float = Field(8.0, gt=0, description="Audio is cropped or padded to this many seconds.")
-    checkpoint: Path | None = Field(None, description="Default checkpoint for predict (else newest runs/*/best.pt).")
+    return create_model("ModelSettings", __base__=_ModelSection, **fields)
 
-    _split_modalities = field_validator("modalities", mode="before")(_split_commas)
 
-    @field_validator("modalities")
-    @classmethod
-    def _known_modalities(cls, value: list[str]) -> list[str]:
-        from meldctl.labels import parse_modalities
-
-        return list(parse_modalities(value))
+ModelSettings = _model_settings()
 
 
 class TrainSettings(_Section):
@@ -104,7 +110,7 @@ class TrainSettings(_Section):
     run_dir: Path | None = Field(None, description="Run folder; default runs/<timestamp>.")
     runs_root: Path = Field(Path("runs"), description="Parent of timestamped run folders.")
     epochs: int = Field(10, gt=0, description="Maximum number of epochs.")
-    batch_size: int = Field(32, gt=0, description="Utterances per batch (per process under torchrun).")
+    batch_size: int = Field(32, ge=2, description="Utterances per batch (per process under torchrun); at least 2.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the trainable part.")
     encoder_lr: float = Field(2e-5, gt=0, description="Learning rate of an unfrozen encoder.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
@@ -123,6 +129,14 @@ class TrainSettings(_Section):
     )
     workers: int = Field(2, ge=0, description="DataLoader worker processes.")
     checkpoint_dir: Path | None = Field(None, description="Also keep last.pt here (SageMaker: /opt/ml/checkpoints).")
+    checkpoint_interval_s: float = Field(
+        600.0,
+        ge=0,
+        description="Also save last.pt (resumable) every this many seconds, mid-epoch too; 0 saves at epoch ends only.",
+    )
+    dist_timeout_s: float = Field(
+        3600.0, gt=0, description="torchrun: how long a process may wait for the others before the run fails."
+    )
     tensorboard_dir: Path | None = Field(None, description="TensorBoard folder; default RUN_DIR/tensorboard.")
 
 
@@ -254,6 +268,8 @@ def _explain(exc: ValidationError, layers: _Layers) -> ConfigError:
     if len(loc) == 1 and loc[0] not in SECTIONS:
         return ConfigError(f"unknown settings section {loc[0]!r}; allowed sections are {', '.join(SECTIONS)}")
     section, key = loc[0], loc[1] if len(loc) > 1 else ""
+    if not key:  # a rule across several keys of the section
+        return ConfigError(f"[{section}] settings do not fit together: {error['msg'].removeprefix('Value error, ')}")
     where = layers.describe(section, key)
     if error["type"] == "extra_forbidden":
         known = ", ".join(SECTIONS[section].model_fields)
@@ -310,8 +326,11 @@ def to_plain(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def _toml_value(value: Any) -> str:
+    """One value as TOML, on one line (arrays too: they sit in a Markdown table row)."""
     import tomli_w
 
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 

@@ -41,14 +41,15 @@ def copy_prepared(source: Path, target: Path) -> Path:
 
 
 def small_settings(data_dir: Path, tiny_bert: Path, *, model: dict | None = None, train: dict | None = None):
-    """Settings for quick runs on the sample: tiny BERT, no video weights, 4 frames of 32x32, 2 s of audio."""
+    """Settings for quick runs on the sample: tiny BERT, no video weights, 4 frames cropped to 32x32, 2 s of audio."""
     from meldctl.settings import load_settings
 
     small_model = {
         "text_model": str(tiny_bert),
         "video_weights": "none",
         "num_frames": 4,
-        "frame_size": 32,
+        "resize_size": (36, 48),
+        "crop_size": 32,
         "audio_seconds": 2.0,
     }
     small_train = {"epochs": 2, "batch_size": 8, "workers": 0}

@@ -19,7 +19,7 @@ def test_defaults_match_the_seed() -> None:
     assert s.model.text_model == "bert-base-uncased"
     assert s.model.video_weights == "kinetics400"
     assert s.remote.instance_type == "ml.g5.xlarge"
-    assert s.model.modalities == ["text", "audio", "video"]
+    assert s.model.modalities == ("text", "audio", "video")
 
 
 def test_precedence_flag_over_env_over_toml_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,9 +39,9 @@ def test_precedence_flag_over_env_over_toml_over_default(tmp_path: Path, monkeyp
 
 def test_explicit_config_file_and_comma_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _write(tmp_path / "other.toml", '[model]\nmodalities = ["video", "text"]\n')
-    assert load_settings(cfg).model.modalities == ["text", "video"]
+    assert load_settings(cfg).model.modalities == ("text", "video")
     monkeypatch.setenv("MELDCTL_MODEL__MODALITIES", "audio")
-    assert load_settings(cfg).model.modalities == ["audio"]
+    assert load_settings(cfg).model.modalities == ("audio",)
 
 
 @pytest.mark.parametrize(

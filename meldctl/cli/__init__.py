@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,13 @@ class _MeldGroup(TyperGroup):
                 raise
             console.print("[yellow]Interrupted.[/]")
             raise typer.Exit(130) from None
+        except OSError as exc:
+            if root.debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            console.print(f"[bold red]Error:[/] no space left on the device{escape(where)}", soft_wrap=True)
+            console.print("[dim]Hint: free some space and run the command again: finished work is kept[/]")
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

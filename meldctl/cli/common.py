@@ -28,9 +28,14 @@ class RootOptions:
 root = RootOptions()
 
 
-def resolve_settings(**sections: dict[str, Any]) -> Settings:
-    """Settings with these command-line values on top (None values are not flags that were given)."""
-    return load_settings(root.config, sections)
+def resolve_settings(config: Path | None = None, **sections: dict[str, Any]) -> Settings:
+    """Settings with these command-line values on top (None values are not flags that were given).
+
+    Args:
+        config: The TOML file to read instead of `--config` / `./meldctl.toml` (a resumed run's settings).
+        **sections: `{key: value}` per section, from the command's flags.
+    """
+    return load_settings(config or root.config, sections)
 
 
 def print_json(payload: Any) -> None:

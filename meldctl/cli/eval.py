@@ -21,19 +21,29 @@ def evaluate(
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader workers for decoding clips.")] = None,
     cache: Annotated[bool | None, typer.Option("--cache/--no-cache", help="Use the feature cache.")] = None,
+    modalities: Annotated[
+        str | None,
+        typer.Option(
+            help="Score with only these of the checkpoint's modalities (e.g. text or text,audio): an ablation "
+            "from one checkpoint; the others count as missing in every row."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """Score a checkpoint with the preprocessing it was trained with: accuracy, weighted F1 (MELD's headline
-    metric), macro F1 and per-class scores for both heads, beside the majority-class baseline."""
+    """Score a checkpoint on every utterance of a split with the preprocessing it was trained with: accuracy,
+    weighted F1 (MELD's headline metric), macro F1 and per-class scores for both heads, beside the majority-class
+    baseline. Rows whose clip is missing or broken are scored from what they have (and counted)."""
     if split not in ("train", "dev", "test"):
         raise typer.BadParameter("choose train, dev or test", param_hint="--split")
     settings = resolve_settings(
         data={"data_dir": data_dir, "cache": cache}, train={"device": device, "workers": workers}
     )
+    chosen = _modalities(modalities)
     from meldctl.cli.progress import RichReporter
+    from meldctl.cli.signals import stopping_on_signals
     from meldctl.evaluation import evaluate_checkpoint
 
-    with RichReporter() as reporter:
+    with stopping_on_signals() as stop, RichReporter() as reporter:
         result = evaluate_checkpoint(
             checkpoint,
             settings.data.data_dir,
@@ -42,7 +52,10 @@ def evaluate(
             device=settings.train.device,
             workers=settings.train.workers,
             use_cache=settings.data.cache,
+            modalities=chosen,
             reporter=reporter,
+            should_stop=stop,
+            stop_signal=lambda: stop.requested,
         )
     if as_json:
         print_json(result.report)
@@ -51,9 +64,24 @@ def evaluate(
     console.print(f"Wrote {', '.join(str(p) for p in result.files)}", soft_wrap=True)
 
 
+def _modalities(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    from meldctl.labels import parse_modalities
+
+    try:
+        return list(parse_modalities(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--modalities") from None
+
+
 def _table(report: dict) -> Table:
-    skipped = ", ".join(f"{k} {v}" for k, v in report["skipped"].items()) or "none"
-    table = Table(title=f"{report['checkpoint']} on {report['split']}: {report['n']} utterances (skipped: {skipped})")
+    missing = ", ".join(f"{m} {n}" for m, n in report["missing"].items() if n) or "none"
+    used = "+".join(report["modalities"]) + (f", ablated {'+'.join(report['ablated'])}" if report["ablated"] else "")
+    table = Table(
+        title=f"{report['checkpoint']} on {report['split']} ({used}): {report['n']} utterances "
+        f"(rows without a modality: {missing})"
+    )
     for column in ("head", "weighted F1", "accuracy", "macro F1", "majority weighted F1", "majority accuracy"):
         table.add_column(column, justify="right" if column != "head" else "left")
     for head in ("emotion", "sentiment"):

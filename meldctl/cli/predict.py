@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +18,9 @@ from meldctl.errors import MeldError
 def _read_pairs(path: Path) -> list[tuple[Path | None, str]]:
     if not path.is_file():
         raise typer.BadParameter(f"{path} does not exist", param_hint="--texts")
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row]
+    from meldctl.data.meld import decode_csv
+
+    rows = [row for row in csv.reader(io.StringIO(decode_csv(path.read_bytes()), newline="")) if row]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["clip", "text"]:
         rows = rows[1:]
     pairs = []
@@ -57,12 +59,19 @@ def predict(
         Path | None, typer.Option(help="Checkpoint (default: setting, else newest runs/*/best.pt).")
     ] = None,
     top_k: Annotated[int, typer.Option(min=1, max=7, help="Emotions shown per clip.")] = 3,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Refuse a clip that lacks a stream the checkpoint uses, instead of answering without it."
+        ),
+    ] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print predictions as JSON on stdout.")] = False,
 ) -> None:
     """Predict emotion and sentiment for clips and their utterance text; the model loads once.
 
-    A text-only checkpoint needs no clip: meldctl predict --text "Oh my God!" --ckpt text.pt
+    A text-only checkpoint needs no clip: meldctl predict --text "Oh my God!" --ckpt text.pt. A clip without an
+    audio or video stream is answered from what it has, with a warning (--strict refuses it).
     """
     if texts is not None and (clips or text):
         raise typer.BadParameter("give --texts alone, or clips with --text", param_hint="--texts")
@@ -77,7 +86,7 @@ def predict(
     results, failures = [], 0
     for clip, utterance in pairs:
         try:
-            results.append(predictor.predict(clip, utterance))
+            results.append(predictor.predict(clip, utterance, strict=strict))
         except MeldError as exc:  # one bad clip must not cost the others their predictions
             failures += 1
             console.print(f"[bold red]Error:[/] {escape(str(clip or 'text'))}: {escape(exc.message)}", soft_wrap=True)

@@ -42,7 +42,7 @@ class RichReporter:
     def progress(self, label: str, done: int, total: int) -> None:
         task = self._tasks.get(label)
         if task is None:
-            task = self._tasks[label] = self.bars.add_task(f"caching {label}", total=total, info="")
+            task = self._tasks[label] = self.bars.add_task(label, total=total, info="")
             self._cache_started = (time.perf_counter(), done)
         t0, d0 = self._cache_started
         rate = (done - d0) / max(time.perf_counter() - t0, 1e-9)

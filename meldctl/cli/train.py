@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from meldctl.cli.common import resolve_settings
-from meldctl.errors import MeldError
 
 _LOCAL = "Local training"
 _REMOTE = "Remote training (SageMaker)"
@@ -44,7 +43,12 @@ def train(
         typer.Option("--cache/--no-cache", help="Use the frozen-encoder feature cache.", rich_help_panel=_LOCAL),
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue a run: its folder or a last.pt.", rich_help_panel=_LOCAL)
+        Path | None,
+        typer.Option(
+            help="Continue a run (its folder or last.pt) with the settings it was started with; flags given here "
+            "override them.",
+            rich_help_panel=_LOCAL,
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.", rich_help_panel=_LOCAL)] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.", rich_help_panel=_LOCAL)] = None,
@@ -80,7 +84,14 @@ def train(
     later run with the same encoders) costs only the small trainable part. Ctrl-C saves last.pt; --resume
     continues. For several processes: torchrun --nproc_per_node N -m meldctl train ...
     """
+    from meldctl.cli.train_local import resume_checkpoint, run_settings_file
+
+    run_config = None
+    if resume is not None and not remote:
+        resume_checkpoint(resume)
+        run_config = run_settings_file(resume)
     settings = resolve_settings(
+        run_config,
         data={"data_dir": data_dir, "cache": cache},
         model={
             "modalities": modalities,
@@ -117,8 +128,6 @@ def train(
 
         submit_remote(settings, dry_run=dry_run, as_json=as_json)
         return
-    if resume is not None and not resume.exists():
-        raise MeldError(f"--resume {resume}: no such run folder or checkpoint")
     from meldctl.cli.train_local import run_local
 
     run_local(settings, resume=resume, as_json=as_json)

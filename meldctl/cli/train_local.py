@@ -1,8 +1,9 @@
-"""Local training for `meldctl train`: progress bars, the run folder, the SageMaker container contract."""
+"""Local training for `meldctl train`: the run folder, resume, signals, progress, the SageMaker container contract."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,9 +16,40 @@ from meldctl.cli.progress import RichReporter
 from meldctl.errors import MeldError
 from meldctl.settings import Settings, render_toml
 
+SETTINGS_FILE = "settings.toml"
+
 
 def default_run_dir(settings: Settings) -> Path:
     return settings.train.runs_root / time.strftime("%Y%m%d-%H%M%S")
+
+
+def resume_checkpoint(resume: Path) -> Path:
+    """`--resume` takes a run folder (its last.pt) or a last.pt file.
+
+    Raises:
+        MeldError: nothing resumable there.
+    """
+    path = resume / "last.pt" if resume.is_dir() else resume
+    if not path.is_file():
+        raise MeldError(f"--resume {resume}: no such run folder or last.pt", hint="pass a run folder or its last.pt")
+    return path
+
+
+def run_settings_file(resume: Path) -> Path | None:
+    """The settings a run was started with, saved in its folder (None for runs that have none)."""
+    folder = resume if resume.is_dir() else resume.parent
+    found = folder / SETTINGS_FILE
+    return found if found.is_file() else None
+
+
+def saved_settings(settings: Settings) -> str:
+    """The run's settings.toml: absolute paths (a resume may start anywhere) and no run folder, so that
+    `meldctl --config RUN/settings.toml train` repeats the run in a new folder instead of writing into RUN."""
+    absolute = settings.model_copy(deep=True)
+    absolute.data.data_dir = settings.data.data_dir.resolve()
+    absolute.train.runs_root = settings.train.runs_root.resolve()
+    absolute.train.run_dir = None
+    return render_toml(absolute, commented=False)
 
 
 def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None:
@@ -30,8 +62,11 @@ def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None
         if job is not None:
             settings = job.apply(settings)
             resume = resume or job.resume_from()
-        run_dir = settings.train.run_dir or _resume_folder(resume) or default_run_dir(settings)
-        result = _train(settings, run_dir, resume, is_main)
+        checkpoint = resume_checkpoint(resume) if resume is not None else None
+        run_dir = settings.train.run_dir or (checkpoint.parent if checkpoint else default_run_dir(settings))
+        if checkpoint is None:
+            _refuse_existing_run(run_dir)
+        result = _train(settings, run_dir, checkpoint, is_main)
     except BaseException as exc:
         if job is not None and not isinstance(exc, KeyboardInterrupt):
             job.fail(str(exc) or type(exc).__name__)
@@ -50,22 +85,22 @@ def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None
         raise SystemExit(130 if result.signal == "SIGINT" else 143)
 
 
-def _resume_folder(resume: Path | None) -> Path | None:
-    if resume is None:
-        return None
-    return resume.parent if resume.is_file() else resume
+def _refuse_existing_run(run_dir: Path) -> None:
+    if (run_dir / "last.pt").exists() or (run_dir / "best.pt").exists():
+        raise MeldError(
+            f"{run_dir} already holds a training run",
+            hint=f"continue it with: meldctl train --resume {run_dir}; or choose another --run-dir",
+        )
 
 
 def _train(settings: Settings, run_dir: Path, resume: Path | None, is_main: bool) -> Any:
-    from meldctl.training.signals import GracefulStop
+    from meldctl.cli.signals import stopping_on_signals
+    from meldctl.io import remove_stale_temporaries
     from meldctl.training.trainer import run_training
 
-    if is_main:
-        from meldctl.io import write_text_atomic
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "settings.toml", render_toml(settings, commented=False))
-    with GracefulStop() as stop, RichReporter() as reporter:
+    created = not run_dir.exists()
+    remove_stale_temporaries(run_dir)
+    with stopping_on_signals() as stop, RichReporter() as reporter:
         try:
             result = run_training(
                 settings.data,
@@ -75,15 +110,19 @@ def _train(settings: Settings, run_dir: Path, resume: Path | None, is_main: bool
                 resume=resume,
                 reporter=reporter if is_main else None,
                 should_stop=stop,
+                stop_signal=lambda: stop.requested,
+                settings_toml=saved_settings(settings) if is_main else None,
             )
-        except MeldError as exc:
-            from meldctl.data.cache import Interrupted
-
-            if isinstance(exc, Interrupted):
-                exc.hint = "run the same command again: the cache build continues where it stopped"
+        except BaseException:
+            _forget(run_dir, created)
             raise
-    result.signal = stop.requested
     return result
+
+
+def _forget(run_dir: Path, created: bool) -> None:
+    """A command that fails before its first checkpoint leaves no run folder behind."""
+    if created and run_dir.is_dir() and not any(run_dir.glob("*.pt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _render(result: Any, as_json: bool) -> None:
@@ -95,7 +134,7 @@ def _render(result: Any, as_json: bool) -> None:
         "best_dev": result.best_metrics,
         "epochs_run": result.epochs_run,
         "stopped": result.stopped,
-        "skipped": result.skipped,
+        "missing": result.missing,
         "cached": result.cached,
         "tensorboard": str(result.tensorboard_dir) if result.tensorboard_dir else None,
     }
@@ -112,7 +151,12 @@ def _render(result: Any, as_json: bool) -> None:
     table.add_row("best epoch", str(result.best_epoch))
     for key, value in result.best_metrics.items():
         table.add_row(key, f"{value:.4f}")
-    table.add_row("skipped utterances", ", ".join(f"{s}: {dict(c)}" for s, c in result.skipped.items() if c) or "none")
+    missing = "; ".join(
+        f"{split}: " + ", ".join(f"{m} {n}" for m, n in counts.items() if n)
+        for split, counts in result.missing.items()
+        if any(counts.values())
+    )
+    table.add_row("rows without a modality", missing or "none")
     table.add_row("cached features", ", ".join(result.cached) or "none")
     table.add_row("best.pt", summary["best_checkpoint"] or "-")
     table.add_row("TensorBoard", f"tensorboard --logdir {result.tensorboard_dir}")

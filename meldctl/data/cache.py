@@ -1,109 +1,87 @@
-"""The feature cache: frozen encoders' outputs computed once per utterance and kept on disk.
+"""The feature cache: frozen encoders' outputs (and log-Mel spectrograms) computed once per utterance, on disk.
 
-Layout: `DATA_DIR/cache/{name}-{key}/{split}.npy` (one row per eligible utterance of the split) beside
-`{split}.json` (the rows' identities and which rows are valid). `key` hashes exactly what changes the
-features: the encoder's name and weights and the preprocessing parameters that feed it; a row's identity
-adds the clip's path, size and modification time (or the text). While a cache is built, rows go into
-`{split}.partial.npy` with a `{split}.done.npy` mask, flushed as it goes: an interrupted build keeps what it
-computed, and the next run computes only the rest.
+Layout: `DATA_DIR/cache/{name}-{key}/{split}.npy` (one row per covered utterance of the split) beside
+`{split}.json` (the rows' identities, which are valid, their lengths). `key` hashes exactly what changes the
+values (`FeatureKind.spec`); a row's identity adds the clip's path, size and modification time (or the text).
+
+Building is resumable, shared and safe:
+- rows go into `{split}.partial.npy` with a `{split}.rows.npy` table (computed, valid, length), flushed as it
+  goes: an interrupted build keeps what it computed, and the next run computes only the rest;
+- the partial files are allocated in full before anything is written (`posix_fallocate`), so a full disk is
+  one clear error up front, never a SIGBUS in the middle of a memory-mapped write;
+- one process at a time builds a given cache (an exclusive lock on `{split}.lock`); another train or eval on
+  the same data folder waits for it and then reads the finished cache;
+- the processes of one node (torchrun's local ranks) split the pending rows between them, so every GPU works;
+  each node builds its own copy on its own disk, and a node that already has the cache just takes part in
+  the collective steps (`Cooperation`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
+import os
+import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from meldctl.data.kinds import CacheSpec, FeatureKind
 from meldctl.data.manifest import ManifestRow
-from meldctl.errors import MediaError, MeldError
+from meldctl.errors import DataError, Interrupted
 from meldctl.io import write_text_atomic
 from meldctl.model.config import PreprocessConfig
 
-CACHE_VERSION = 1
 FLUSH_EVERY = 8  # batches between flushes of a partial cache
-
-
-class Interrupted(MeldError):
-    """A stop was requested (Ctrl-C, SIGTERM) while the cache was being built; what was computed is kept."""
+_COMPUTED, _VALID, _LENGTH = 0, 1, 2  # columns of the rows table
 
 
 @dataclass(frozen=True)
-class CacheSpec:
-    """One cached array: its name in a batch, the key of what produced it, and one row's shape."""
+class Cooperation:
+    """How the processes of one run share a cache build; a process alone by default.
 
-    name: str  # "text_features" | "video_features" | "audio"
-    key: str
-    shape: tuple[int, ...]
-    dtype: str
+    Attributes:
+        local_rank: This process's rank among those sharing this node's disk.
+        local_world: How many processes share this node's disk.
+        barrier: Waits for every process of the run (all nodes).
+        all_true: Logical AND of a flag over every process of the run.
+        any_true: Logical OR of a flag over every process of the run.
+    """
 
+    local_rank: int = 0
+    local_world: int = 1
+    barrier: Callable[[], None] = lambda: None
+    all_true: Callable[[bool], bool] = lambda flag: flag
+    any_true: Callable[[bool], bool] = lambda flag: flag
 
-def digest(parts: dict[str, Any]) -> str:
-    """A short, stable hash of JSON-able parameters."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def weights_digest(module: nn.Module) -> str:
-    """Hash of a module's parameters and buffers: a different weights file means a different cache."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def text_spec(encoder: nn.Module, text_model: str, preprocess: PreprocessConfig, shape: tuple[int, ...]) -> CacheSpec:
-    pool = "mean" if len(shape) == 1 else "mean-per-layer"
-    key = digest(
-        {
-            "v": CACHE_VERSION,
-            "kind": "text",
-            "model": text_model,
-            "weights": weights_digest(encoder),
-            "max_tokens": preprocess.max_tokens,
-            "pool": pool,
-        }
-    )
-    return CacheSpec("text_features", key, tuple(shape), "float32")
+    @property
+    def leads(self) -> bool:
+        """Whether this process writes the node's cache files."""
+        return self.local_rank == 0
 
 
-def video_spec(backbone: nn.Module, preprocess: PreprocessConfig, dim: int) -> CacheSpec:
-    params = {k: getattr(preprocess, k) for k in ("num_frames", "frame_size", "mean", "std")}
-    key = digest({"v": CACHE_VERSION, "kind": "video", "weights": weights_digest(backbone), **params})
-    return CacheSpec("video_features", key, (dim,), "float32")
+@dataclass
+class BuildContext:
+    """What building needs besides the rows: the model's encoders, the tokenizer, devices and callbacks."""
 
-
-def audio_spec(preprocess: PreprocessConfig) -> CacheSpec:
-    params = {k: getattr(preprocess, k) for k in ("sample_rate", "n_mels", "n_fft", "hop_length", "audio_seconds")}
-    key = digest({"v": CACHE_VERSION, "kind": "audio", **params})
-    # Log-Mel values are a few dB apart; float16 halves the largest cache with no effect on training.
-    return CacheSpec("audio", key, (1, preprocess.n_mels, preprocess.audio_frames), "float16")
-
-
-def eligible(rows: Sequence[ManifestRow], name: str) -> list[ManifestRow]:
-    """The rows a cache covers: every row for text, rows with a usable clip (and WAV) for video (audio)."""
-    if name == "text_features":
-        return list(rows)
-    if name == "video_features":
-        return [r for r in rows if r.status == "ok" and r.clip]
-    return [r for r in rows if r.status == "ok" and r.audio]
-
-
-def _identity(row: ManifestRow, name: str, data_dir: Path) -> str:
-    if name == "text_features":
-        return f"{row.key}|{hashlib.sha1(row.text.encode()).hexdigest()[:12]}"
-    rel = row.clip if name == "video_features" else row.audio
-    try:
-        stat = (data_dir / rel).stat()
-        return f"{row.key}|{rel}|{stat.st_size}|{stat.st_mtime_ns}"
-    except OSError:
-        return f"{row.key}|{rel}|missing"
+    data_dir: Path
+    model: torch.nn.Module
+    preprocess: PreprocessConfig
+    tokenizer: Any | None
+    device: torch.device
+    workers: int
+    progress: Callable[[str, int, int], None]  # (label, done, total)
+    should_stop: Callable[[], bool]
+    cooperation: Cooperation = field(default_factory=Cooperation)
+    stop_signal: Callable[[], str | None] = lambda: None
 
 
 @dataclass
@@ -112,29 +90,53 @@ class CachedSplit:
 
     array: np.ndarray
     position: dict[str, int]  # row key -> row of `array`
-    valid: np.ndarray  # False where the clip could not be decoded
+    valid: np.ndarray  # [N] bool, False where the clip could not be decoded
+    lengths: np.ndarray  # [N] int, valid frames (audio) or 0
 
-    def positions(self, rows: Sequence[ManifestRow]) -> list[int]:
-        return [self.position[r.key] for r in rows]
+    def lookup(self, rows: Sequence[ManifestRow]) -> tuple[np.ndarray, np.ndarray]:
+        """For each row, its position in `array` (-1 when not covered) and whether a valid value is there."""
+        where = np.array([self.position.get(r.key, -1) for r in rows], dtype=np.int64)
+        ok = np.zeros(len(rows), dtype=bool)
+        ok[where >= 0] = self.valid[where[where >= 0]]
+        return where, ok
 
-    def invalid_keys(self) -> set[str]:
-        return {k for k, i in self.position.items() if not self.valid[i]}
+
+def _identity(row: ManifestRow, kind: FeatureKind, data_dir: Path) -> str:
+    if kind.modality == "text":
+        return f"{row.key}|{hashlib.sha1(row.text.encode(), usedforsecurity=False).hexdigest()[:12]}"
+    rel = row.clip if kind.modality == "video" else row.audio
+    try:
+        stat = (data_dir / rel).stat()
+        return f"{row.key}|{rel}|{stat.st_size}|{stat.st_mtime_ns}"
+    except OSError:
+        return f"{row.key}|{rel}|missing"
 
 
 class SplitCache:
     """The files of one cached array for one split."""
 
-    def __init__(self, data_dir: Path, spec: CacheSpec, split: str, rows: Sequence[ManifestRow]) -> None:
-        self.spec, self.split = spec, split
-        self.rows = eligible(rows, spec.name)
+    def __init__(
+        self, data_dir: Path, kind: FeatureKind, spec: CacheSpec, split: str, rows: Sequence[ManifestRow]
+    ) -> None:
+        self.kind, self.spec, self.split = kind, spec, split
+        self.rows = [r for r in rows if kind.covers(r)]
         self.folder = Path(data_dir) / "cache" / f"{spec.name}-{spec.key}"
-        self.identities = [_identity(r, spec.name, Path(data_dir)) for r in self.rows]
+        self.identities = [_identity(r, kind, Path(data_dir)) for r in self.rows]
         self.final = self.folder / f"{split}.npy"
         self.index = self.folder / f"{split}.json"
         self.partial = self.folder / f"{split}.partial.npy"
-        self.done = self.folder / f"{split}.done.npy"
+        self.table = self.folder / f"{split}.rows.npy"
+        self.lock_path = self.folder / f"{split}.lock"
 
-    def _index_matches(self) -> dict[str, Any] | None:
+    @property
+    def what(self) -> str:
+        return f"the {self.kind.modality} feature cache of {self.split}"
+
+    @property
+    def label(self) -> str:
+        return f"caching {self.kind.modality} features, {self.split}"
+
+    def _index(self) -> dict[str, Any] | None:
         if not self.index.is_file():
             return None
         try:
@@ -145,157 +147,176 @@ class SplitCache:
 
     def load(self) -> CachedSplit | None:
         """The complete cache, memory-mapped, or None when it is absent or stale."""
-        index = self._index_matches()
+        index = self._index()
         if index is None or not index.get("complete") or not self.final.is_file():
             return None
-        array = np.load(self.final, mmap_mode="r")
+        try:
+            array = np.load(self.final, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
         if array.shape != (len(self.rows), *self.spec.shape):
             return None
         valid = np.asarray(index["valid"], dtype=bool)
-        return CachedSplit(array, {r.key: i for i, r in enumerate(self.rows)}, valid)
+        lengths = np.asarray(index.get("lengths") or [0] * len(self.rows), dtype=np.int64)
+        return CachedSplit(array, {r.key: i for i, r in enumerate(self.rows)}, valid, lengths)
 
-    def open_partial(self) -> tuple[np.ndarray, np.ndarray]:
-        """The arrays being filled, resumed when they belong to the same rows, else started afresh."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def bytes_needed(self) -> int:
+        row = int(np.prod(self.spec.shape)) * np.dtype(self.spec.dtype).itemsize
+        return len(self.rows) * (row + 3 * 4) + (1 << 20)
+
+    def open_partial(self, *, create: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays being filled: resumed when they belong to the same rows, else (with `create`) new ones.
+
+        Raises:
+            DataError: not enough free space for the cache in its folder.
+        """
         shape = (len(self.rows), *self.spec.shape)
-        if self._index_matches() is not None and self.partial.is_file() and self.done.is_file():
-            values = np.load(self.partial, mmap_mode="r+")
-            done = np.load(self.done, mmap_mode="r+")
-            if values.shape == shape and done.shape == (len(self.rows), 2):
-                return values, done
+        if self.partial.is_file() and self.table.is_file() and self._index() is not None:
+            try:
+                values = np.load(self.partial, mmap_mode="r+")
+                table = np.load(self.table, mmap_mode="r+")
+                if values.shape == shape and table.shape == (len(self.rows), 3):
+                    return values, table
+            except (OSError, ValueError):
+                pass  # a damaged partial file: start again
+        if not create:
+            raise DataError(f"the partial cache {self.partial} vanished while it was being built")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        check_free_space(self.folder, self.bytes_needed(), self.what)
         write_text_atomic(self.index, json.dumps({"identities": self.identities, "complete": False}))
-        values = np.lib.format.open_memmap(self.partial, mode="w+", dtype=self.spec.dtype, shape=shape)
-        # Column 0: computed; column 1: valid (the clip decoded).
-        done = np.lib.format.open_memmap(self.done, mode="w+", dtype=np.bool_, shape=(len(self.rows), 2))
-        return values, done
+        values = _allocated_memmap(self.partial, self.spec.dtype, shape, self.what)
+        table = _allocated_memmap(self.table, "int32", (len(self.rows), 3), self.what)
+        return values, table
 
-    def finish(self, values: np.ndarray, done: np.ndarray) -> CachedSplit:
+    def finish(self, values: np.ndarray, table: np.ndarray) -> None:
         values.flush()
-        valid = done[:, 1].tolist()
+        index = {
+            "identities": self.identities,
+            "complete": True,
+            "valid": table[:, _VALID].astype(bool).tolist(),
+            "lengths": table[:, _LENGTH].tolist(),
+        }
         del values
         self.partial.replace(self.final)
-        self.done.unlink(missing_ok=True)
-        write_text_atomic(self.index, json.dumps({"identities": self.identities, "complete": True, "valid": valid}))
-        loaded = self.load()
-        assert loaded is not None
-        return loaded
+        self.table.unlink(missing_ok=True)
+        write_text_atomic(self.index, json.dumps(index))
+
+    @contextlib.contextmanager
+    def locked(self, ctx: BuildContext) -> Iterator[None]:
+        """Hold the build lock; another process (a second train or eval) holding it is waited for."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+b") as handle:
+            waited = False
+            while not _try_lock(handle):
+                if not waited:
+                    ctx.progress(f"waiting for another meldctl process: {self.label}", 0, 1)
+                    waited = True
+                if ctx.should_stop():
+                    raise Interrupted(f"stopped while waiting for another process ({self.label})", ctx.stop_signal())
+                time.sleep(0.5)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-Batches = Iterator[tuple[list[int], np.ndarray, list[bool]]]
-"""What a feature function yields: row numbers, their values, whether each is valid."""
+def _try_lock(handle: Any) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
-@dataclass
-class BuildContext:
-    """What building needs besides the rows: the model's encoders, the tokenizer, devices and callbacks."""
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, in one line, to start writing `needed` bytes into a folder that has less free space.
 
-    data_dir: Path
-    model: nn.Module
-    preprocess: PreprocessConfig
-    tokenizer: Any | None
-    device: torch.device
-    workers: int
-    progress: Callable[[str, int, int], None]  # (label, done, total)
-    should_stop: Callable[[], bool]
+    Raises:
+        DataError: naming the folder, what needs the space, and how much is missing.
+    """
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DataError(
+            f"not enough disk space in {folder} for {what}: needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB free",
+            hint="free some space (or move --data-dir) and run the command again: finished work is kept",
+        )
+
+
+def _allocated_memmap(path: Path, dtype: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A new `.npy` memory map whose blocks are all allocated now (no SIGBUS later on a full disk)."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+    except OSError as exc:
+        del array
+        path.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DataError(
+                f"no space left in {path.parent} for {what}", hint="free some space and run the command again"
+            ) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: write as we go
+            raise
+        array = np.lib.format.open_memmap(path, mode="r+")
+    return array
 
 
 def build_split(cache: SplitCache, ctx: BuildContext) -> CachedSplit:
-    """Load a split's cache, computing whatever rows are missing first.
+    """Load a split's cache, computing whatever rows are missing first (cooperatively, see the module doc).
+
+    Every process of the run must call this for the same caches in the same order.
 
     Raises:
         Interrupted: a stop was requested; the computed rows are flushed and kept.
     """
+    coop = ctx.cooperation
+    here = cache.load()
+    if coop.all_true(here is not None):
+        return here
+    with cache.locked(ctx) if coop.leads and here is None else contextlib.nullcontext():
+        # Under the lock: another process may have finished the cache while we waited for it.
+        if coop.leads and cache.load() is None:
+            cache.open_partial(create=True)
+        coop.barrier()
+        todo = cache.load() is None  # the same answer in every process of this node: the leader holds the lock
+        stopped = _compute_share(cache, ctx) if todo else False
+        if coop.any_true(stopped):
+            raise Interrupted(f"stopped while {cache.label}; the rows computed are kept", ctx.stop_signal())
+        coop.barrier()
+        if todo and coop.leads:
+            cache.finish(*cache.open_partial(create=False))
+    coop.barrier()
     loaded = cache.load()
-    if loaded is not None:
-        return loaded
-    values, done = cache.open_partial()
-    pending = [i for i in range(len(cache.rows)) if not done[i, 0]]
-    label = f"{cache.spec.name.split('_')[0]} features, {cache.split}"
+    if loaded is None:
+        raise DataError(f"the cache in {cache.folder} could not be read back after {cache.label}")
+    return loaded
+
+
+def _compute_share(cache: SplitCache, ctx: BuildContext) -> bool:
+    """Compute this process's share of the pending rows; True when a stop was requested."""
+    coop = ctx.cooperation
+    values, table = cache.open_partial(create=False)
+    pending = [i for i in range(len(cache.rows)) if not table[i, _COMPUTED]]
+    mine = pending[coop.local_rank :: coop.local_world]
     total, finished = len(cache.rows), len(cache.rows) - len(pending)
-    ctx.progress(label, finished, total)
-    producers = {"text_features": _text_batches, "video_features": _video_batches, "audio": _audio_batches}
+    ctx.progress(cache.label, finished, total)
+    stopped = False
     try:
-        for step, (numbers, batch_values, batch_valid) in enumerate(producers[cache.spec.name](cache, pending, ctx)):
+        batches = cache.kind.encode([cache.rows[n] for n in mine], mine, ctx)
+        for step, (numbers, batch_values, valid, lengths) in enumerate(batches):
             values[numbers] = batch_values
-            done[numbers, 1] = batch_valid
-            done[numbers, 0] = True
-            finished += len(numbers)
-            ctx.progress(label, finished, total)
+            table[numbers, _VALID] = valid
+            table[numbers, _LENGTH] = lengths
+            table[numbers, _COMPUTED] = 1
+            finished += len(numbers) * coop.local_world  # the other processes advance at about the same rate
+            ctx.progress(cache.label, min(finished, total), total)
             if step % FLUSH_EVERY == FLUSH_EVERY - 1:
                 values.flush()
-                done.flush()
+                table.flush()
             if ctx.should_stop():
-                raise Interrupted(f"stopped while caching {label}; {finished}/{total} rows kept for the next run")
+                stopped = True
+                break
     finally:
         values.flush()
-        done.flush()
-    return cache.finish(values, done)
-
-
-@torch.no_grad()
-def _text_batches(cache: SplitCache, pending: list[int], ctx: BuildContext, batch_size: int = 128) -> Batches:
-    texts = [cache.rows[i].text for i in pending]
-    lengths = [
-        len(ids) for ids in ctx.tokenizer(texts, truncation=True, max_length=ctx.preprocess.max_tokens)["input_ids"]
-    ]
-    # Sorting by length makes each batch pad to a similar length: far fewer wasted tokens than in
-    # manifest order, where one long utterance pads its whole batch.
-    order = sorted(range(len(pending)), key=lengths.__getitem__)
-    for start in range(0, len(order), batch_size):
-        chunk = [pending[k] for k in order[start : start + batch_size]]
-        tokens = ctx.tokenizer(
-            [cache.rows[i].text for i in chunk],
-            padding=True,
-            truncation=True,
-            max_length=ctx.preprocess.max_tokens,
-            return_tensors="pt",
-        ).to(ctx.device)
-        feats = ctx.model.text.features(tokens["input_ids"], tokens["attention_mask"])  # [B, D]
-        yield chunk, feats.float().cpu().numpy(), [True] * len(chunk)
-
-
-class _MediaRows(torch.utils.data.Dataset):
-    """Decodes one modality per row for cache building; a clip that fails is reported, not fatal."""
-
-    def __init__(self, cache: SplitCache, pending: list[int], ctx: BuildContext) -> None:
-        self.cache, self.pending, self.ctx = cache, pending, ctx
-
-    def __len__(self) -> int:
-        return len(self.pending)
-
-    def __getitem__(self, k: int) -> tuple[int, torch.Tensor, bool]:
-        from meldctl.data.dataset import load_media
-
-        number = self.pending[k]
-        row, spec, pre = self.cache.rows[number], self.cache.spec, self.ctx.preprocess
-        modality = "video" if spec.name == "video_features" else "audio"
-        try:
-            return number, load_media(row, self.ctx.data_dir, (modality,), pre)[modality], True
-        except MediaError:
-            shape = (3, pre.num_frames, pre.frame_size, pre.frame_size) if modality == "video" else spec.shape
-            return number, torch.zeros(shape), False
-
-
-def _loader(cache: SplitCache, pending: list[int], ctx: BuildContext, batch_size: int) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(
-        _MediaRows(cache, pending, ctx),
-        batch_size=batch_size,
-        num_workers=ctx.workers,
-        collate_fn=_collate_media,
-    )
-
-
-def _collate_media(items: list[tuple[int, torch.Tensor, bool]]) -> tuple[list[int], torch.Tensor, list[bool]]:
-    return [n for n, _, _ in items], torch.stack([x for _, x, _ in items]), [v for *_, v in items]
-
-
-@torch.no_grad()
-def _video_batches(cache: SplitCache, pending: list[int], ctx: BuildContext) -> Batches:
-    for numbers, clips, valid in _loader(cache, pending, ctx, batch_size=8):
-        feats = ctx.model.video.features(clips.to(ctx.device))  # [B, 512]
-        yield numbers, feats.float().cpu().numpy(), valid
-
-
-def _audio_batches(cache: SplitCache, pending: list[int], ctx: BuildContext) -> Batches:
-    for numbers, mels, valid in _loader(cache, pending, ctx, batch_size=32):
-        yield numbers, mels.numpy().astype(np.float16), valid  # [B, 1, n_mels, frames]
+        table.flush()
+    return stopped

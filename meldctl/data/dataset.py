@@ -1,14 +1,16 @@
-"""Datasets over a split's manifest: raw (decode clips, read WAVs) or cached (precomputed features).
+"""Datasets over a split's manifest: every row, each modality raw (decoded on the fly) or cached.
 
-Both yield samples as dicts keyed by modality, so the model, the loop and eval never care which one fed them.
-The functions that decode and transform media are those of `meldctl.media`, shared with predict.
+A sample is a dict: the labels, then per modality of the model its value (cached features, or decoded media,
+or the text) and `{modality}_present`. A row whose clip is missing, corrupt or mis-cut is not dropped: it is
+scored on what it has (MELD test: all 2,610 rows, whatever the modalities), and the model's stand-in takes the
+place of what it lacks. The per-modality logic lives in `meldctl.data.kinds`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +18,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from meldctl.data.cache import BuildContext, CachedSplit, Cooperation, SplitCache, build_split
+from meldctl.data.kinds import CollateContext, FeatureKind, kinds_for
 from meldctl.data.manifest import ManifestRow
+from meldctl.errors import MediaError
 from meldctl.labels import EMOTION_INDEX, SENTIMENT_INDEX
 from meldctl.model.config import PreprocessConfig
-
-
-@dataclass
-class Selection:
-    """The rows a modality set can use, and how many were left out and why."""
-
-    rows: list[ManifestRow]
-    skipped: dict[str, int] = field(default_factory=dict)
-
-
-def select_rows(rows: Sequence[ManifestRow], modalities: Sequence[str]) -> Selection:
-    """Keep the rows whose media the modalities need; text needs no clip at all.
-
-    A row is skipped (and counted by its status) when audio or video is asked for and its clip is not `ok`.
-    """
-    needs_media = bool({"audio", "video"} & set(modalities))
-    kept, skipped = [], Counter()
-    for row in rows:
-        if needs_media and row.status != "ok":
-            skipped[row.status] += 1
-        elif "audio" in modalities and not row.audio:
-            skipped["no_audio"] += 1
-        else:
-            kept.append(row)
-    return Selection(kept, dict(skipped))
+from meldctl.model.fusion import MeldModel
 
 
 def label_counts(rows: Sequence[ManifestRow]) -> tuple[list[int], list[int]]:
@@ -55,41 +36,16 @@ def label_counts(rows: Sequence[ManifestRow]) -> tuple[list[int], list[int]]:
     ]
 
 
-def _labels(row: ManifestRow, index: int) -> dict[str, Any]:
-    return {
-        "index": index,
-        "emotion": EMOTION_INDEX[row.emotion],
-        "sentiment": SENTIMENT_INDEX[row.sentiment],
-        "text": row.text,
-    }
-
-
-def load_media(row: ManifestRow, data_dir: Path, modalities: Sequence[str], preprocess: PreprocessConfig) -> dict:
-    """Decode the clip-based inputs `modalities` asks for: `video` `[C, T, H, W]`, `audio` `[1, n_mels, frames]`."""
-    from meldctl.media.audio import read_wav
-    from meldctl.media.features import log_mel_features
-    from meldctl.media.video import read_video
-
-    out = {}
-    if "video" in modalities:
-        out["video"] = read_video(data_dir / row.clip, preprocess)  # [C, T, H, W]
-    if "audio" in modalities:
-        out["audio"] = log_mel_features(read_wav(data_dir / row.audio, preprocess.sample_rate), preprocess)
-    return out
-
-
 class UtteranceDataset(Dataset):
-    """Samples of selected rows: cached features where a cache is given, decoded media otherwise.
+    """Samples of every row of a split.
 
     Args:
-        rows: Selected manifest rows.
+        rows: The split's manifest rows.
         data_dir: The folder manifest paths are relative to.
-        preprocess: Frame count and size, audio parameters.
-        raw: Clip-based modalities to decode on the fly (`video`, `audio`). Text always travels as a string
-            that the collator tokenises unless `text_features` are cached.
-        arrays: Cached arrays over a whole split (`text_features` [N, D], `video_features` [N, 512],
-            `audio` [N, 1, n_mels, frames]), numpy arrays or memory maps.
-        positions: For each cached array, each selected row's index in it.
+        preprocess: Frame count and geometry, audio parameters, token limit.
+        kinds: The model's modalities.
+        cached: Complete caches by modality; the other modalities are decoded on the fly.
+        ablate: Modalities to treat as missing in every row (evaluation-time ablation).
     """
 
     def __init__(
@@ -97,14 +53,28 @@ class UtteranceDataset(Dataset):
         rows: Sequence[ManifestRow],
         data_dir: Path,
         preprocess: PreprocessConfig,
-        raw: Sequence[str] = (),
-        arrays: dict[str, np.ndarray] | None = None,
-        positions: dict[str, Sequence[int]] | None = None,
+        kinds: Sequence[FeatureKind],
+        cached: dict[str, CachedSplit] | None = None,
+        ablate: Sequence[str] = (),
     ) -> None:
         self.rows, self.data_dir, self.preprocess = list(rows), Path(data_dir), preprocess
-        self.raw = tuple(m for m in raw if m in ("video", "audio"))
-        self.arrays = arrays or {}
-        self.positions = {k: np.asarray(v, dtype=np.int64) for k, v in (positions or {}).items()}
+        self.kinds, self.ablate = list(kinds), set(ablate)
+        self.cached = dict(cached or {})
+        self._lookup = {m: c.lookup(self.rows) for m, c in self.cached.items()}  # (positions, valid) per row
+        self._covers = {k.modality: np.array([k.covers(r) for r in self.rows], dtype=bool) for k in self.kinds}
+
+    @property
+    def raw(self) -> list[str]:
+        """Modalities decoded on the fly (DataLoader workers pay off only for these)."""
+        return [k.modality for k in self.kinds if k.modality not in self.cached and k.modality != "text"]
+
+    def available(self, modality: str) -> np.ndarray:
+        """`[N]` bool: rows that have `modality` as far as is known before decoding (coverage, cache validity)."""
+        if modality in self.ablate:
+            return np.zeros(len(self.rows), dtype=bool)
+        if modality in self._lookup:
+            return self._lookup[modality][1].copy()
+        return self._covers[modality].copy()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -114,40 +84,125 @@ class UtteranceDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         samples = [_labels(self.rows[i], int(i)) for i in indices]
-        for name, array in self.arrays.items():
-            where = self.positions[name][np.asarray(indices)]
-            order = np.argsort(where)  # sorted reads: memory maps then touch contiguous pages
-            values = np.asarray(array[where[order]])
-            for slot, k in enumerate(order):
-                samples[k][name] = torch.from_numpy(values[slot].astype(np.float32))
-        if self.raw:
-            for sample, i in zip(samples, indices, strict=True):
-                sample.update(load_media(self.rows[i], self.data_dir, self.raw, self.preprocess))
+        for kind in self.kinds:
+            if kind.modality in self.ablate:
+                for sample in samples:
+                    sample[f"{kind.modality}_present"] = False
+            elif kind.modality in self.cached:
+                self._read_cached(kind, samples, indices)
+            else:
+                self._decode(kind, samples, indices)
         return samples
+
+    def _read_cached(self, kind: FeatureKind, samples: list[dict[str, Any]], indices: Sequence[int]) -> None:
+        cache = self.cached[kind.modality]
+        positions, valid = self._lookup[kind.modality]
+        where, ok = positions[np.asarray(indices)], valid[np.asarray(indices)]
+        order = np.argsort(where)  # sorted reads: memory maps then touch contiguous pages
+        kept = order[ok[order]]
+        values = np.asarray(cache.array[where[kept]])
+        for slot, k in enumerate(kept):
+            samples[k][kind.cache_name] = torch.from_numpy(values[slot].astype(np.float32))
+            if kind.modality == "audio":
+                samples[k]["audio_length"] = int(cache.lengths[where[k]])
+        for k, sample in enumerate(samples):
+            sample[f"{kind.modality}_present"] = bool(ok[k])
+
+    def _decode(self, kind: FeatureKind, samples: list[dict[str, Any]], indices: Sequence[int]) -> None:
+        covers = self._covers[kind.modality]
+        for sample, i in zip(samples, indices, strict=True):
+            present = bool(covers[i])
+            if present:
+                try:
+                    sample.update(kind.decode(self.rows[i], self.data_dir, self.preprocess))
+                except MediaError:  # a clip that prepare found fine but does not decode now: missing, not fatal
+                    present = False
+            sample[f"{kind.modality}_present"] = present
+
+
+def _labels(row: ManifestRow, index: int) -> dict[str, Any]:
+    return {
+        "index": index,
+        "emotion": EMOTION_INDEX[row.emotion],
+        "sentiment": SENTIMENT_INDEX[row.sentiment],
+        "text": row.text,
+    }
 
 
 class Collator:
-    """Stacks samples into a batch and tokenises text (padding to the longest in the batch)."""
+    """Stacks samples into a model batch: labels, then each modality as its `FeatureKind` collates it."""
 
-    def __init__(self, tokenizer: Any | None, max_tokens: int) -> None:
-        self.tokenizer, self.max_tokens = tokenizer, max_tokens
+    def __init__(self, kinds: Sequence[FeatureKind], preprocess: PreprocessConfig, tokenizer: Any | None) -> None:
+        self.kinds, self.ctx = list(kinds), CollateContext(preprocess, tokenizer)
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {
-            "index": torch.tensor([s["index"] for s in samples]),
-            "emotion": torch.tensor([s["emotion"] for s in samples]),
-            "sentiment": torch.tensor([s["sentiment"] for s in samples]),
+            key: torch.tensor([s[key] for s in samples])
+            for key in ("index", "emotion", "sentiment")
+            if key in samples[0]
         }
-        for name in ("video", "audio", "text_features", "video_features"):
-            if name in samples[0]:
-                batch[name] = torch.stack([s[name] for s in samples])
-        if self.tokenizer is not None and "text_features" not in batch:
-            tokens = self.tokenizer(
-                [s["text"] for s in samples],
-                padding=True,
-                truncation=True,
-                max_length=self.max_tokens,
-                return_tensors="pt",
-            )
-            batch["input_ids"], batch["attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
+        for kind in self.kinds:
+            batch.update(kind.collate(samples, self.ctx))
         return batch
+
+
+@dataclass
+class DataPlan:
+    """What `build_datasets` needs to know about the run, besides the rows and the model."""
+
+    data_dir: Path
+    preprocess: PreprocessConfig
+    tokenizer: Any | None
+    tokenizer_key: str | None
+    use_cache: bool
+    device: torch.device
+    workers: int
+    progress: Callable[[str, int, int], None] = lambda label, done, total: None
+    should_stop: Callable[[], bool] = lambda: False
+    stop_signal: Callable[[], str | None] = lambda: None
+    cooperation: Cooperation = Cooperation()
+    ablate: Sequence[str] = ()
+
+
+def build_datasets(
+    rows: dict[str, list[ManifestRow]], model: MeldModel, plan: DataPlan
+) -> tuple[dict[str, UtteranceDataset], list[str]]:
+    """One dataset per split, with the feature cache built (or loaded) for every cacheable modality.
+
+    Returns:
+        The datasets and the names of the cached modalities.
+
+    Raises:
+        Interrupted: a stop was requested while building the cache (what was computed is kept).
+    """
+    kinds = kinds_for(model.config.modalities)
+    cached_kinds = [k for k in kinds if plan.use_cache and k.cacheable(model) and k.modality not in plan.ablate]
+    specs = {k.modality: k.spec(model, plan.preprocess, plan.tokenizer_key) for k in cached_kinds}
+    ctx = BuildContext(
+        plan.data_dir,
+        model,
+        plan.preprocess,
+        plan.tokenizer,
+        plan.device,
+        plan.workers,
+        plan.progress,
+        plan.should_stop,
+        plan.cooperation,
+        plan.stop_signal,
+    )
+    datasets = {}
+    with torch.no_grad():
+        for split, split_rows in rows.items():
+            cached = {
+                k.modality: build_split(SplitCache(plan.data_dir, k, specs[k.modality], split, split_rows), ctx)
+                for k in cached_kinds
+            }
+            datasets[split] = UtteranceDataset(
+                split_rows, plan.data_dir, plan.preprocess, kinds, cached=cached, ablate=plan.ablate
+            )
+    return datasets, [k.modality for k in cached_kinds]
+
+
+def missing_counts(dataset: UtteranceDataset) -> dict[str, int]:
+    """Rows lacking each modality, as known before decoding (coverage and cache validity)."""
+    return {k.modality: int((~dataset.available(k.modality)).sum()) for k in dataset.kinds}

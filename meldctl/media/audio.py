@@ -15,7 +15,7 @@ import soundfile
 import torch
 import torchaudio
 
-from meldctl.errors import MediaError
+from meldctl.errors import MediaError, NoStreamError
 from meldctl.media.features import log_mel_features
 
 __all__ = ["log_mel_features", "pcm16_to_float", "read_clip_audio", "read_wav"]
@@ -87,7 +87,9 @@ def read_clip_audio(path: str | Path, sample_rate: int, *, max_seconds: float | 
     path = Path(path)
     _check_file(path)
     if not _has_audio_stream(path):
-        raise MediaError(f"{path} has no audio stream", hint="use a clip with sound, or leave audio out (--modalities)")
+        raise NoStreamError(
+            f"{path} has no audio stream", hint="use a clip with sound, or leave audio out (--modalities)"
+        )
     wanted = None if max_seconds is None else int(max_seconds * sample_rate)
     chunks, count = [], 0
     stream = pcm_stream(path, sample_rate=sample_rate)
@@ -100,7 +102,7 @@ def read_clip_audio(path: str | Path, sample_rate: int, *, max_seconds: float | 
     finally:
         stream.close()
     if count == 0:
-        raise MediaError(f"the audio stream of {path} holds no samples", hint=_BAD_AUDIO_HINT)
+        raise NoStreamError(f"the audio stream of {path} holds no samples", hint=_BAD_AUDIO_HINT)
     samples = np.concatenate(chunks)
     return pcm16_to_float(samples if wanted is None else samples[:wanted])  # [samples]
 

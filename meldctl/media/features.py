@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 import torchaudio
 
+from meldctl.errors import MediaError
 from meldctl.model.config import PreprocessConfig
 
 # Power below this is silence or padding; the floor keeps log() finite and bounds the dynamic range.
@@ -76,23 +77,6 @@ def normalize_frames(frames: torch.Tensor, mean: Sequence[float], std: Sequence[
     return clip.mul_(scale).add_(shift)  # [3, T, H, W]
 
 
-def fit_length(waveform: torch.Tensor, length: int) -> torch.Tensor:
-    """Crop a waveform to its first `length` samples, or pad it with silence at the end.
-
-    Args:
-        waveform: `[samples]`.
-        length: Samples to return.
-
-    Returns:
-        `[length]`.
-    """
-    if waveform.ndim != 1:
-        raise ValueError(f"expected a mono waveform [samples], got {tuple(waveform.shape)}")
-    if waveform.shape[0] >= length:
-        return waveform[:length]  # [length]
-    return torch.nn.functional.pad(waveform, (0, length - waveform.shape[0]))  # [length]
-
-
 @functools.lru_cache(maxsize=8)
 def mel_transform(sample_rate: int, n_fft: int, hop_length: int, n_mels: int) -> torchaudio.transforms.MelSpectrogram:
     """The Mel spectrogram module for these parameters, built once per process (filterbank and window)."""
@@ -102,21 +86,36 @@ def mel_transform(sample_rate: int, n_fft: int, hop_length: int, n_mels: int) ->
 
 
 def log_mel_features(waveform: torch.Tensor, preprocess: PreprocessConfig) -> torch.Tensor:
-    """A mono waveform -> the fixed-size log-Mel spectrogram the audio encoder takes.
+    """A mono waveform -> the log-Mel spectrogram of the utterance's own length (at most `audio_seconds`).
 
-    The waveform is cropped or zero-padded to `preprocess.audio_seconds` first, so every utterance gives
-    the same number of frames and a batch needs no masking.
+    The spectrogram is computed on the utterance alone, never on padding: batches pad it afterwards and the
+    audio encoder masks the padding, so an utterance's features do not depend on how long its batch's
+    window is. Normalisation (training-split statistics) happens in the audio encoder.
 
     Args:
         waveform: float `[samples]` at `preprocess.sample_rate`, values in [-1, 1].
-        preprocess: Mel parameters and the fixed length.
+        preprocess: Mel parameters and the longest span used.
 
     Returns:
-        float32 `[1, n_mels, audio_frames]`.
+        float32 `[1, n_mels, frames]`, `frames = samples // hop_length + 1` for the kept samples.
+
+    Raises:
+        MediaError: fewer samples than one FFT window: there is no usable audio.
     """
-    samples = int(preprocess.audio_seconds * preprocess.sample_rate)
-    fitted = fit_length(waveform.to(torch.float32), samples)  # [samples]
+    if waveform.ndim != 1:
+        raise ValueError(f"expected a mono waveform [samples], got {tuple(waveform.shape)}")
+    kept = waveform[: preprocess.audio_samples].to(torch.float32)  # [samples]
+    if kept.shape[0] < preprocess.n_fft:
+        seconds = preprocess.n_fft / preprocess.sample_rate
+        raise MediaError(f"the audio is shorter than one {seconds * 1000:.0f} ms analysis window")
     transform = mel_transform(preprocess.sample_rate, preprocess.n_fft, preprocess.hop_length, preprocess.n_mels)
     with torch.no_grad():
-        mel = transform(fitted)  # [n_mels, audio_frames]
-    return mel.clamp_(min=LOG_MEL_FLOOR).log_().unsqueeze(0)  # [1, n_mels, audio_frames]
+        mel = transform(kept)  # [n_mels, frames]
+    return mel.clamp_(min=LOG_MEL_FLOOR).log_().unsqueeze(0)  # [1, n_mels, frames]
+
+
+def pad_frames(mel: torch.Tensor, frames: int) -> torch.Tensor:
+    """Zero-pad (or crop) a log-Mel spectrogram `[1, n_mels, t]` to `[1, n_mels, frames]` for batching."""
+    if mel.shape[-1] >= frames:
+        return mel[..., :frames]
+    return torch.nn.functional.pad(mel, (0, frames - mel.shape[-1]))

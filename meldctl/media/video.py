@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
 
-from meldctl.errors import MediaError
+from meldctl.errors import MediaError, NoStreamError
 from meldctl.media.features import normalize_frames, uniform_frame_indices, uniform_timestamps
 from meldctl.model.config import PreprocessConfig
 
@@ -43,9 +43,9 @@ def read_video(path: str | Path, preprocess: PreprocessConfig, *, threads: int =
     """Decode `preprocess.num_frames` frames spread uniformly across the whole clip.
 
     Works for any container and codec FFmpeg reads, any resolution, variable frame rates, and streams
-    that report no frame count or duration. Frames are RGB, resized to `frame_size` x `frame_size`
-    (the whole frame, not a crop), and normalised with `preprocess.mean` / `preprocess.std`. A clip with
-    fewer frames than `num_frames` repeats frames.
+    that report no frame count or duration. Frames are RGB in R3D-18's Kinetics geometry (`FrameConverter`:
+    resize to `resize_size`, centre crop `crop_size`) and normalised with `preprocess.mean` / `preprocess.std`.
+    A clip with fewer frames than `num_frames` repeats frames.
 
     Args:
         path: The clip.
@@ -54,7 +54,7 @@ def read_video(path: str | Path, preprocess: PreprocessConfig, *, threads: int =
             so that workers, not threads, use the cores.
 
     Returns:
-        float32 `[3, T, H, W]` with `T = num_frames`, `H = W = frame_size`.
+        float32 `[3, T, H, W]` with `T = num_frames`, `H = W = crop_size`.
 
     Raises:
         MediaError: the file is missing, empty, not media, has no video stream, or cannot be decoded.
@@ -87,26 +87,36 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
     # Cover art (an mp3's or m4a's picture) is a one-frame "video" stream, not a clip.
     streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not streams:
-        raise MediaError(f"{path} has no video stream", hint="pass a video clip (mp4, mkv, webm, avi, mov)")
+        raise NoStreamError(f"{path} has no video stream", hint="pass a video clip (mp4, mkv, webm, avi, mov)")
     return streams[0]
 
 
 class FrameConverter:
-    """One decoded frame -> the uint8 RGB array `[H, W, 3]` that `clip_tensor` stacks: the model's geometry.
+    """One decoded frame -> the uint8 RGB array `[crop, crop, 3]` that `clip_tensor` stacks.
 
-    Build one per clip (or per video) and call it on every kept frame: it keeps one swscale context, and
-    building that per frame costs more than the conversion itself at a 10x downscale.
+    The geometry is exactly the R3D-18 Kinetics preset's (`R3D_18_Weights.KINETICS400_V1.transforms()`):
+    the whole frame resized to `resize_size` (height, width) with bilinear interpolation and no antialiasing
+    (the filter the weights were trained with), then the centre `crop_size` square. Only kept frames are
+    converted, so the full-resolution RGB image costs little; a display-matrix rotation (phone video) is
+    applied first, as FFmpeg's players do. Build one per clip or video: it keeps one swscale context.
     """
 
     def __init__(self, preprocess: PreprocessConfig) -> None:
-        self.size = preprocess.frame_size
+        self.resize = list(preprocess.resize_size)
+        self.crop = preprocess.crop_size
         self._reformatter = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        # swscale's bilinear filter widens with the scale factor, so downscaling is antialiased. Its threads
-        # cost more than they save on a 112x112 output.
-        rgb = self._reformatter.reformat(frame, width=self.size, height=self.size, format="rgb24", threads=1)
-        return rgb.to_ndarray()  # [H, W, 3]
+        from torchvision.transforms import functional as F  # noqa: N812
+
+        rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()  # [H, W, 3]
+        turns = round((frame.rotation or 0) / 90) % 4
+        if turns:
+            rgb = np.rot90(rgb, turns)  # counter-clockwise, as the display matrix asks
+        chw = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)  # [3, H, W] uint8
+        resized = F.resize(chw, self.resize, interpolation=F.InterpolationMode.BILINEAR, antialias=False)
+        cropped = F.center_crop(resized, [self.crop, self.crop])  # [3, crop, crop]
+        return cropped.permute(1, 2, 0).numpy()  # [crop, crop, 3]
 
 
 def clip_tensor(frames: list[np.ndarray], preprocess: PreprocessConfig) -> torch.Tensor:

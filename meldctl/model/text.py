@@ -110,6 +110,32 @@ class TextEncoder(nn.Module):
         return self.projection(features)  # [B, P]
 
 
+def tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+    """Token ids and attention mask `[B, L]` for `texts`, truncated to `max_tokens` and padded to the longest.
+
+    The one tokenisation of meldctl: the dataset, the feature cache and predict all call it.
+    """
+    tokens = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+
+def token_count(tokenizer: Any, text: str) -> int:
+    """Tokens of `text` before truncation (special tokens included), to warn when truncation drops some."""
+    return len(tokenizer(text, truncation=False)["input_ids"])
+
+
+def tokenizer_digest(tokenizer_files: dict[str, str] | None) -> str | None:
+    """A short hash of a tokenizer's files: what changes the token ids changes the cached text features."""
+    if not tokenizer_files:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(tokenizer_files):
+        h.update(name.encode() + b"\0" + tokenizer_files[name].encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def load_tokenizer(name: str) -> Any:
     """The tokenizer that belongs to the text encoder `name` (a name, folder or `minilm`)."""
     from transformers import AutoTokenizer

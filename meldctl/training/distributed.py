@@ -1,12 +1,19 @@
-"""torchrun support: process group set-up from the environment torchrun provides, rank checks, teardown."""
+"""torchrun support: the process group from torchrun's environment, collectives the trainer needs, teardown.
+
+Outside torchrun every function here is a no-op for one process, so the trainer has one code path.
+"""
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from meldctl.data.cache import Cooperation
 
 
 @dataclass(frozen=True)
@@ -14,6 +21,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1
 
     @property
     def enabled(self) -> bool:
@@ -24,14 +32,28 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup(device: torch.device) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on CPU, nccl on CUDA."""
+def from_environment() -> DistInfo:
+    """This process's place in a torchrun job (one process outside torchrun)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")), local_world)
+
+
+def setup(device: torch.device, timeout_s: float = 3600.0) -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on CPU, nccl on CUDA.
+
+    Args:
+        device: The device this process trains on.
+        timeout_s: How long any collective may wait for the other processes before the run fails (PyTorch's
+            default of 10 minutes would end a first multi-GPU run while the feature cache is being built).
+    """
+    info = from_environment()
+    if info.enabled and not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s)
+        )
     return info
 
 
@@ -44,7 +66,7 @@ def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
 
         if not torch.cuda.is_available():
             raise MeldError("--device cuda was asked for, but no CUDA device is available", hint="use --device cpu")
-        local_rank = int(os.environ.get("LOCAL_RANK", "0")) if info is None else info.local_rank
+        local_rank = (info or from_environment()).local_rank
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
@@ -55,8 +77,17 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def any_flags(info: DistInfo, flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag OR-ed over every rank: a stop or a checkpoint that one rank decides, all ranks act on."""
+    if not info.enabled:
+        return flags
+    value = torch.tensor([1 if f else 0 for f in flags], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in value.tolist()]
+
+
 def broadcast_flag(info: DistInfo, flag: bool, device: torch.device) -> bool:
-    """Rank 0's decision (stop early, stop on a signal) for every rank."""
+    """Rank 0's decision (stop early) for every rank."""
     if not info.enabled:
         return flag
     value = torch.tensor([1 if flag else 0], device=device)
@@ -70,6 +101,28 @@ def all_reduce_sum(info: DistInfo, values: list[float], device: torch.device) ->
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def gather_objects(info: DistInfo, value: Any) -> list[Any]:
+    """`value` of every rank, in rank order (every rank gets the list)."""
+    if not info.enabled:
+        return [value]
+    found: list[Any] = [None] * info.world_size
+    dist.all_gather_object(found, value)
+    return found
+
+
+def cooperation(info: DistInfo, device: torch.device) -> Cooperation:
+    """How this job's processes share feature-cache building (see `meldctl.data.cache`)."""
+    if not info.enabled:
+        return Cooperation()
+    return Cooperation(
+        local_rank=info.local_rank,
+        local_world=info.local_world_size,
+        barrier=lambda: dist.barrier(),
+        all_true=lambda flag: not any_flags(info, [not flag], device)[0],
+        any_true=lambda flag: any_flags(info, [flag], device)[0],
+    )
 
 
 def teardown(info: DistInfo) -> None:

@@ -41,8 +41,9 @@ class MultiTaskLoss(nn.Module):
 
     def forward(
         self, logits: dict[str, torch.Tensor], emotion: torch.Tensor, sentiment: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         emotion_loss = self.emotion(logits["emotion"].float(), emotion)
         sentiment_loss = self.sentiment(logits["sentiment"].float(), sentiment)
         total = emotion_loss + sentiment_loss
-        return total, {"emotion": emotion_loss.item(), "sentiment": sentiment_loss.item()}
+        # Detached tensors, not floats: reading them would wait for the GPU at every step.
+        return total, {"emotion": emotion_loss.detach(), "sentiment": sentiment_loss.detach()}

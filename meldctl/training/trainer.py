@@ -1,6 +1,13 @@
-"""A training run from settings to checkpoints: data, feature cache, model, loop, TensorBoard, resume.
+"""A training run from settings to checkpoints: set up, then a loop that reads on one screen.
 
-`run_training` reads top to bottom: set up, build inputs, then per epoch train, score dev, log, save.
+`run_training` sets up (device and process group, seeds, model, datasets and feature cache, loss, loaders,
+optimiser, resume state, TensorBoard) and hands over to `_fit`: per epoch, train batch by batch (saving
+`last.pt` when asked to stop or every `checkpoint_interval_s`), score dev, log, save `best.pt` and `last.pt`.
+
+Resume is exact: `last.pt` holds the weights, optimiser, scheduler, every rank's RNG states, the epoch and
+how many of its batches are done, and the epoch's running totals. The batch order of an epoch is a pure
+function of (seed, epoch), so a resumed run skips the batches already done and continues with the same
+ones, in the same order, with the same dropout masks: on the CPU its final weights equal an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -8,6 +15,8 @@ from __future__ import annotations
 import math
 import random
 import shutil
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,29 +24,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from meldctl.data.cache import BuildContext, CachedSplit, SplitCache, audio_spec, build_split, text_spec, video_spec
-from meldctl.data.dataset import Collator, UtteranceDataset, label_counts, select_rows
-from meldctl.data.manifest import ManifestRow, read_manifest
+from meldctl.data.dataset import Collator, DataPlan, UtteranceDataset, build_datasets, label_counts, missing_counts
+from meldctl.data.kinds import kinds_for
+from meldctl.data.loading import worker_init
+from meldctl.data.manifest import read_manifest
 from meldctl.errors import DataError, MeldError
+from meldctl.io import write_text_atomic
 from meldctl.labels import EMOTIONS, SENTIMENTS
-from meldctl.model import MeldModel, ModelConfig, PreprocessConfig, build_model
-from meldctl.model.checkpoint import read_checkpoint, save_checkpoint
-from meldctl.model.text import load_tokenizer, tokenizer_to_files
+from meldctl.model import MeldModel, PreprocessConfig, build_model
+from meldctl.model.checkpoint import load_checkpoint, save_checkpoint
+from meldctl.model.text import load_tokenizer, tokenizer_digest, tokenizer_to_files
+from meldctl.reporting import Reporter
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
 from meldctl.training import distributed as dist
-from meldctl.training.loop import EpochStats, predict, train_one_epoch
+from meldctl.training.loop import Meter, predict, train_step
 from meldctl.training.losses import MultiTaskLoss, class_weights
 from meldctl.training.metrics import head_metrics
 
-
-class Reporter:
-    """Where a run tells its progress; the CLI draws bars, tests and other ranks use this silent one."""
-
-    def progress(self, label: str, done: int, total: int) -> None: ...
-    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
-    def batch(self, samples: int, loss: float) -> None: ...
-    def epoch_end(self, record: dict[str, Any]) -> None: ...
-    def note(self, text: str) -> None: ...
+_NORMALISATION_ROWS = 4000  # training rows sampled for the audio statistics when they must be decoded
 
 
 @dataclass
@@ -50,189 +54,245 @@ class TrainResult:
     epochs_run: int
     stopped: str  # completed | early_stopping | interrupted
     history: list[dict[str, Any]]
-    skipped: dict[str, dict[str, int]]
+    missing: dict[str, dict[str, int]]  # split -> modality -> rows without it
     cached: list[str]
     tensorboard_dir: Path | None = None
     signal: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def preprocess_from(settings: ModelSettings) -> PreprocessConfig:
-    """The preprocessing the settings ask for: the settings fields that PreprocessConfig shares by name."""
-    return PreprocessConfig.from_dict(settings.model_dump())
+@dataclass
+class RunState:
+    """Where training stands: what `last.pt` carries besides weights, optimiser and scheduler."""
+
+    epoch: int = 1  # the epoch in progress (or next)
+    batches_done: int = 0  # of that epoch
+    best_metric: float = -1.0
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    meter: dict[str, Any] | None = None  # running totals of the epoch in progress
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
-def model_config_from(settings: ModelSettings) -> ModelConfig:
-    """The architecture the settings ask for: the settings fields that ModelConfig shares by name."""
-    return ModelConfig.from_dict(settings.model_dump())
-
-
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
-@dataclass
-class _Start:
-    """The model and where training starts: fresh from settings, or from a last.pt."""
-
-    model: MeldModel
-    preprocess: PreprocessConfig
-    tokenizer: Any | None
-    tokenizer_files: dict[str, str] | None
-    training: dict[str, Any] | None = None
+def rng_state() -> dict[str, Any]:
+    """Every random generator a training step draws from (dropout, modality dropout)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def _start(model_settings: ModelSettings, resume: Path | None) -> _Start:
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", np.asarray(state["numpy"], dtype=np.uint32), 624, 0, 0.0))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EpochBatches(torch.utils.data.Sampler[list[int]]):
+    """This rank's batches of one epoch: shuffled by (seed, epoch), identical on every rank, then sharded.
+
+    Like `DistributedSampler` the order is padded to a multiple of the world size; unlike it, the batches are
+    made here, so the arithmetic is right per rank: a last batch of one (which BatchNorm cannot train on) is
+    dropped. `start(epoch, skip)` resumes part-way through an epoch.
+    """
+
+    def __init__(self, size: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
+        self.epoch, self.skip = 1, 0
+
+    def start(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def _batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        per_rank = math.ceil(self.size / self.world)
+        order += order[: per_rank * self.world - self.size]  # pad so every rank gets as many batches
+        mine = order[self.rank :: self.world]
+        batches = [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        return batches[:-1] if batches and len(batches[-1]) == 1 else batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._batches()[self.skip :]
+
+    def __len__(self) -> int:
+        return max(len(self._batches()) - self.skip, 0)
+
+
+def run_training(
+    data: DataSettings,
+    model_settings: ModelSettings,
+    train: TrainSettings,
+    *,
+    run_dir: Path,
+    resume: Path | None = None,
+    reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    stop_signal: Callable[[], str | None] = lambda: None,
+    settings_toml: str | None = None,
+) -> TrainResult:
+    """Train, score dev every epoch, keep best.pt (by dev emotion weighted F1) and last.pt.
+
+    Args:
+        data: Where the prepared data is, and whether to cache features.
+        model_settings: The model and preprocessing (ignored when resuming: the checkpoint decides).
+        train: The loop's settings.
+        run_dir: Where checkpoints and TensorBoard go (created when the first file is written).
+        resume: A run folder or its last.pt to continue from.
+        reporter: Progress callbacks.
+        should_stop: Polled every batch; true saves last.pt and returns (Ctrl-C, SIGTERM).
+        stop_signal: The name of the signal that asked to stop, for the messages.
+        settings_toml: Written to `run_dir/settings.toml` once the set-up has succeeded (nothing is created
+            for a run that fails its checks).
+    """
+    if train.batch_size < 2:
+        raise MeldError(f"batch size {train.batch_size} is too small to train", hint="use --batch-size 2 or more")
+    device = dist.resolve_device(train.device)
+    info = dist.setup(device, train.dist_timeout_s)
+    reporter = reporter if reporter is not None and info.is_main else Reporter()
+    try:
+        seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
+        start = _start(model_settings, resume, device)
+        model, preprocess = start["model"], start["preprocess"]
+        rows = {split: read_manifest(data.data_dir, split) for split in ("train", "dev")}
+        plan = DataPlan(
+            data.data_dir, preprocess, start["tokenizer"], tokenizer_digest(start["tokenizer_files"]), data.cache,
+            device, train.workers, reporter.progress, should_stop, stop_signal, dist.cooperation(info, device),
+        )  # fmt: skip
+        datasets, cached = build_datasets(rows, model, plan)
+        train_set, dev_set = datasets["train"], datasets["dev"]
+        if len(train_set) < 2:
+            raise DataError(f"only {len(train_set)} training utterances in {data.data_dir}", hint="run meldctl prepare")
+        if start["training"] is None and model.audio is not None:
+            model.audio.set_normalisation(*audio_statistics(train_set, train.seed))
+        counts = label_counts(train_set.rows)
+        criterion = MultiTaskLoss(
+            *(_on(class_weights(c, train.class_weights), device) for c in counts), train.label_smoothing
+        )
+        collate = Collator(kinds_for(model.config.modalities), preprocess, start["tokenizer"])
+        sampler = EpochBatches(len(train_set), train.batch_size, seed=train.seed, rank=info.rank, world=info.world_size)
+        train_loader = _loader(train_set, collate, train, batch_sampler=sampler)
+        dev_loader = _loader(dev_set, collate, train, batch_size=max(train.batch_size, 64))
+        wrapped = model
+        if info.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        optimizer = build_optimizer(model, train)
+        scheduler = _schedule(optimizer, train.epochs * max(1, len(sampler)), train.warmup_ratio)
+        amp_dtype, scaler = _amp(device, train.precision)
+        state = RunState()
+        if start["training"] is not None:
+            state = _restore(start["training"], optimizer, scheduler, scaler, info)
+            _carry_best(resume if resume.is_dir() else resume.parent, run_dir)
+        run = _Run(
+            model, wrapped, preprocess, start["tokenizer_files"], criterion, optimizer, scheduler, amp_dtype, scaler,
+            train, run_dir, info, device, reporter, should_stop, stop_signal,
+            extra={"train_counts": {"emotion": counts[0], "sentiment": counts[1]}, "data_dir": str(data.data_dir)},
+        )  # fmt: skip
+        run.dev_loader = dev_loader
+        if settings_toml is not None and info.is_main:
+            write_text_atomic(run_dir / "settings.toml", settings_toml)
+        result = _fit(run, state, train_loader, sampler)
+        result.missing = {split: missing_counts(ds) for split, ds in datasets.items()}
+        result.cached = cached
+        return result
+    finally:
+        dist.teardown(info)
+
+
+def _start(settings: ModelSettings, resume: Path | None, device: torch.device) -> dict[str, Any]:
+    """The model and what it needs: fresh from the settings, or from a last.pt's weights and state."""
     if resume is None:
-        model = build_model(model_config_from(model_settings))
-        tokenizer = load_tokenizer(model_settings.text_model) if model.text is not None else None
+        model = build_model(settings.to_model_config())
+        tokenizer = load_tokenizer(settings.text_model) if model.text is not None else None
         files = tokenizer_to_files(tokenizer) if tokenizer is not None else None
-        return _Start(model, preprocess_from(model_settings), tokenizer, files)
+        return {"model": model.to(device), "preprocess": settings.to_preprocess(), "tokenizer": tokenizer,
+                "tokenizer_files": files, "training": None}  # fmt: skip
     # A resumed run takes the architecture and preprocessing from its checkpoint, not from the settings.
-    payload = read_checkpoint(resume)
-    if not payload.get("training"):
+    loaded = load_checkpoint(resume / "last.pt" if resume.is_dir() else resume, device)
+    if loaded.training is None:
         raise MeldError(f"{resume} has no training state to resume from", hint="resume from a run's last.pt")
-    model = build_model(ModelConfig.from_dict(payload["model_config"]), pretrained=False)
-    model.load_state_dict(payload["state_dict"])
-    files = payload.get("tokenizer")
-    tokenizer = None
-    if files:
-        from meldctl.model.text import tokenizer_from_files
-
-        tokenizer = tokenizer_from_files(files)
-    return _Start(model, PreprocessConfig.from_dict(payload["preprocess"]), tokenizer, files, payload["training"])
+    return {"model": loaded.model, "preprocess": loaded.preprocess, "tokenizer": loaded.tokenizer,
+            "tokenizer_files": loaded.tokenizer_files, "training": loaded.training}  # fmt: skip
 
 
-def resolve_resume(resume: Path | None) -> Path | None:
-    """`--resume` takes a run folder (its last.pt) or a checkpoint file."""
-    if resume is None:
-        return None
-    path = resume / "last.pt" if resume.is_dir() else resume
-    if not path.is_file():
-        raise MeldError(f"nothing to resume at {resume}: no last.pt", hint="pass a run folder or its last.pt")
-    return path
+@torch.no_grad()
+def audio_statistics(dataset: UtteranceDataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-band mean and standard deviation `[n_mels]` of the log-Mel frames of training utterances.
+
+    Only valid frames count (padding never does). From the cache every row is used; decoding on the fly, a
+    fixed random subset of rows keeps it affordable.
+    """
+    rows = np.flatnonzero(dataset.available("audio"))
+    if "audio" not in dataset.cached and len(rows) > _NORMALISATION_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, _NORMALISATION_ROWS, replace=False))
+    total = torch.zeros(dataset.preprocess.n_mels, dtype=torch.float64)
+    squares, frames = torch.zeros_like(total), 0
+    for start in range(0, len(rows), 256):
+        for sample in dataset.__getitems__(rows[start : start + 256].tolist()):
+            if not sample.get("audio_present"):
+                continue
+            mel = sample["audio"][0, :, : int(sample["audio_length"])].double()  # [n_mels, frames]
+            total += mel.sum(1)
+            squares += (mel**2).sum(1)
+            frames += mel.shape[1]
+    if frames == 0:
+        return torch.zeros_like(total).float(), torch.ones_like(total).float()
+    mean = total / frames
+    std = (squares / frames - mean**2).clamp(min=0).sqrt()
+    return mean.float(), std.float()
 
 
-def _cache_kinds(model: MeldModel, use_cache: bool) -> list[str]:
-    if not use_cache:
-        return []
-    kinds = []
-    if model.text is not None and model.text.frozen:
-        kinds.append("text_features")
-    if model.video is not None and model.video.frozen:
-        kinds.append("video_features")
-    if model.audio is not None:
-        kinds.append("audio")  # log-Mel is fixed preprocessing: cacheable though the CNN trains
-    return kinds
-
-
-def _specs(model: MeldModel, preprocess: PreprocessConfig, kinds: list[str]) -> list:
-    specs = []
-    if "text_features" in kinds:
-        specs.append(text_spec(model.text.encoder, model.config.text_model, preprocess, model.text.feature_shape))
-    if "video_features" in kinds:
-        specs.append(video_spec(model.video.backbone, preprocess, model.video.feature_dim))
-    if "audio" in kinds:
-        specs.append(audio_spec(preprocess))
-    return specs
-
-
-def build_datasets(
-    rows: dict[str, list[ManifestRow]],
-    data_dir: Path,
-    model: MeldModel,
-    preprocess: PreprocessConfig,
-    tokenizer: Any | None,
-    *,
-    use_cache: bool,
-    device: torch.device,
-    workers: int,
-    info: dist.DistInfo,
-    reporter: Reporter,
-    should_stop: Any,
-) -> tuple[dict[str, UtteranceDataset], dict[str, dict[str, int]], list[str]]:
-    """Select rows, build or load the feature cache (rank 0 builds, the others wait), wrap in datasets."""
-    modalities = model.config.modalities
-    kinds = _cache_kinds(model, use_cache)
-    specs = _specs(model, preprocess, kinds)
-    datasets, skipped = {}, {}
-    for split, split_rows in rows.items():
-        selection = select_rows(split_rows, modalities)
-        caches: dict[str, CachedSplit] = {}
-        for spec in specs:
-            cache = SplitCache(data_dir, spec, split, split_rows)
-            if info.is_main:
-                ctx = BuildContext(
-                    data_dir, model, preprocess, tokenizer, device, workers, reporter.progress, should_stop
-                )
-                caches[spec.name] = build_split(cache, ctx)
-        dist.barrier(info)
-        if not info.is_main:
-            caches = {spec.name: SplitCache(data_dir, spec, split, split_rows).load() for spec in specs}
-        broken = set().union(*(c.invalid_keys() for c in caches.values())) if caches else set()
-        kept = [r for r in selection.rows if r.key not in broken]
-        if broken:
-            selection.skipped["corrupt"] = selection.skipped.get("corrupt", 0) + len(selection.rows) - len(kept)
-        raw = [m for m in modalities if m in ("video", "audio") and not any(k.startswith(m) for k in caches)]
-        datasets[split] = UtteranceDataset(
-            kept,
-            data_dir,
-            preprocess,
-            raw=raw,
-            arrays={name: c.array for name, c in caches.items()},
-            positions={name: c.positions(kept) for name, c in caches.items()},
-        )
-        skipped[split] = selection.skipped
-    return datasets, skipped, kinds
-
-
-def _loader(
-    dataset: UtteranceDataset,
-    collate: Collator,
-    batch_size: int,
-    *,
-    train: bool,
-    workers: int,
-    generator: torch.Generator | None = None,
-    info: dist.DistInfo | None = None,
-) -> torch.utils.data.DataLoader:
-    sampler = None
-    if train and info is not None and info.enabled:
-        sampler = torch.utils.data.DistributedSampler(
-            dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=int(generator.initial_seed())
-        )
-    # BatchNorm in the fusion layer cannot train on a batch of one: drop such a last batch.
-    per_rank = len(dataset) // (info.world_size if sampler else 1)
+def _loader(dataset: UtteranceDataset, collate: Collator, train: TrainSettings, **batching: Any) -> Any:
+    # Its own generator: creating a loader's iterator must not draw from the global RNG that dropout uses,
+    # or a resumed run (which creates one more iterator) would see other dropout masks.
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=train and sampler is None,
-        sampler=sampler,
-        num_workers=workers if dataset.raw else 0,
+        num_workers=train.workers if dataset.raw else 0,
         collate_fn=collate,
-        generator=generator,
-        drop_last=train and per_rank % batch_size == 1,
-        persistent_workers=False,
+        worker_init_fn=worker_init,
+        generator=torch.Generator().manual_seed(train.seed),
+        **batching,
     )
 
 
-def _optimizer(model: MeldModel, train: TrainSettings) -> torch.optim.AdamW:
-    encoders, rest = [], []
+def build_optimizer(model: MeldModel, train: TrainSettings) -> torch.optim.AdamW:
+    """AdamW; weight decay on weight matrices only (not on biases, norms, the layer mix or the stand-ins).
+
+    An unfrozen encoder trains at `encoder_lr`, the rest at `lr`.
+    """
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (encoders if name.startswith(("text.encoder", "video.backbone")) else rest).append(param)
-    groups = [{"params": rest, "lr": train.lr}]
-    if encoders:
-        groups.append({"params": encoders, "lr": train.encoder_lr})
-    return torch.optim.AdamW(groups, weight_decay=train.weight_decay)
+        if not param.requires_grad:
+            continue
+        encoder = name.startswith(("text.encoder", "video.backbone"))
+        decay = param.ndim >= 2 and not name.startswith("stand_ins")
+        groups.setdefault((encoder, decay), []).append(param)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": train.encoder_lr if encoder else train.lr,
+                "weight_decay": train.weight_decay if decay else 0.0,
+            }
+            for (encoder, decay), params in sorted(groups.items())
+        ]
+    )
 
 
-def _schedule(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
-) -> torch.optim.lr_scheduler.LambdaLR:
+def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> Any:
     warmup = max(1, int(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
@@ -252,6 +312,17 @@ def _amp(device: torch.device, precision: str) -> tuple[torch.dtype | None, torc
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
+def _restore(training: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any, info: dist.DistInfo) -> RunState:
+    optimizer.load_state_dict(training["optimizer"])
+    scheduler.load_state_dict(training["scheduler"])
+    if scaler is not None and training.get("scaler"):
+        scaler.load_state_dict(training["scaler"])
+    rngs = training.get("rng") or []
+    if len(rngs) == info.world_size:
+        set_rng_state(rngs[info.rank])
+    return RunState(**training["state"])
+
+
 def dev_metrics(preds: Any) -> dict[str, Any]:
     """Both heads' scores from a `predict` pass."""
     return {
@@ -260,18 +331,121 @@ def dev_metrics(preds: Any) -> dict[str, Any]:
     }
 
 
-def _record(epoch: int, stats: EpochStats, dev: dict[str, Any], dev_loss: float, lr: float) -> dict[str, Any]:
+@dataclass
+class _Run:
+    """The parts of a run that the loop uses, built by `run_training`."""
+
+    model: MeldModel
+    wrapped: torch.nn.Module  # DDP around `model` under torchrun
+    preprocess: PreprocessConfig
+    tokenizer_files: dict[str, str] | None
+    criterion: MultiTaskLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    train: TrainSettings
+    run_dir: Path
+    info: dist.DistInfo
+    device: torch.device
+    reporter: Reporter
+    should_stop: Callable[[], bool]
+    stop_signal: Callable[[], str | None]
+    extra: dict[str, Any]
+    dev_loader: Any = None
+    board: Any = None
+
+    def save(self, name: str, metrics: dict[str, Any], state: RunState | None = None) -> Path | None:
+        """Write `name` on rank 0 (with resume state when `state` is given); every rank must call it."""
+        rngs = dist.gather_objects(self.info, rng_state()) if state is not None else None
+        if not self.info.is_main:
+            return None
+        training = None
+        if state is not None:
+            training = {
+                "state": state.to_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "rng": rngs,
+                "epochs": self.train.epochs,
+            }
+        path = save_checkpoint(
+            self.run_dir / name, self.model, self.preprocess, tokenizer_files=self.tokenizer_files,
+            metrics=metrics, training=training, extra=self.extra,
+        )  # fmt: skip
+        _save_copy(path, self.train.checkpoint_dir)
+        return path
+
+
+def _fit(run: _Run, state: RunState, train_loader: Any, sampler: EpochBatches) -> TrainResult:
+    """The loop: epochs of batches; a stop request or the checkpoint clock saves last.pt mid-epoch."""
+    train, info, device = run.train, run.info, run.device
+    if info.is_main:
+        run.board = _TensorBoard(Path(train.tensorboard_dir) if train.tensorboard_dir else run.run_dir / "tensorboard")
+    stopped, epochs_run, last_save = "completed", 0, time.monotonic()
+    if state.epoch > train.epochs:
+        run.reporter.note(f"nothing to do: the run already trained {state.epoch - 1} of {train.epochs} epochs")
+    while state.epoch <= train.epochs:
+        sampler.start(state.epoch, skip=state.batches_done)
+        meter = Meter.from_state(state.meter)
+        run.reporter.epoch_start(state.epoch, train.epochs, len(sampler))
+        run.wrapped.train()
+        for batch in train_loader:
+            loss, parts, logits = train_step(
+                run.wrapped, run.criterion, run.optimizer, run.scheduler, batch, device,
+                amp_dtype=run.amp_dtype, scaler=run.scaler, grad_clip=train.grad_clip,
+            )  # fmt: skip
+            meter.add(loss, parts, logits, batch)
+            state.batches_done += 1
+            run.reporter.batch(len(batch["emotion"]), loss.item())
+            due = 0 < train.checkpoint_interval_s <= time.monotonic() - last_save
+            stop, due = dist.any_flags(info, [run.should_stop(), due], device)
+            if stop or due:
+                state.meter = meter.state()
+                run.save("last.pt", {"epoch": state.epoch - 1}, state)
+                last_save = time.monotonic()
+            if stop:
+                return _result(run, state, "interrupted", epochs_run)
+        record = _score(run, state, meter)
+        state.epoch, state.batches_done, state.meter = state.epoch + 1, 0, None
+        run.save("last.pt", record, state)
+        last_save = time.monotonic()
+        epochs_run += 1
+        if dist.broadcast_flag(info, 0 < train.patience <= state.bad_epochs, device):
+            stopped = "early_stopping"
+            break
+    return _result(run, state, stopped, epochs_run)
+
+
+def _score(run: _Run, state: RunState, meter: Meter) -> dict[str, Any]:
+    """End of an epoch: the train loss over every rank, dev scores and best.pt on rank 0, TensorBoard."""
+    samples, loss = dist.all_reduce_sum(
+        run.info, [float(meter.samples), meter.summary()["train_loss"] * meter.samples], run.device
+    )
+    record: dict[str, Any] = {"epoch": state.epoch, "lr": run.scheduler.get_last_lr()[0]}
+    record.update(meter.summary(total_samples=samples, total_loss=loss))
+    improved = False
+    if run.info.is_main:
+        preds = predict(run.model, run.dev_loader, run.device, criterion=run.criterion, amp_dtype=run.amp_dtype)
+        dev = dev_metrics(preds)
+        record.update(_dev_record(dev, preds.loss))
+        state.history.append(record)
+        improved = record["dev_emotion_weighted_f1"] > state.best_metric
+        if improved:
+            state.best_metric, state.best_epoch, state.bad_epochs = record["dev_emotion_weighted_f1"], state.epoch, 0
+        else:
+            state.bad_epochs += 1
+        run.board.epoch(record, dev, improved)
+        run.reporter.epoch_end({**record, "improved": improved})
+    if dist.broadcast_flag(run.info, improved, run.device):
+        run.save("best.pt", record)
+    return record
+
+
+def _dev_record(dev: dict[str, Any], loss: float) -> dict[str, float]:
     return {
-        "epoch": epoch,
-        "lr": lr,
-        "train_loss": stats.loss,
-        "train_emotion_loss": stats.emotion_loss,
-        "train_sentiment_loss": stats.sentiment_loss,
-        "train_emotion_accuracy": stats.emotion_accuracy,
-        "train_sentiment_accuracy": stats.sentiment_accuracy,
-        "train_samples_per_s": stats.samples_per_s,
-        "train_seconds": stats.seconds,
-        "dev_loss": dev_loss,
+        "dev_loss": loss,
         "dev_emotion_accuracy": dev["emotion"]["accuracy"],
         "dev_emotion_weighted_f1": dev["emotion"]["weighted_f1"],
         "dev_sentiment_accuracy": dev["sentiment"]["accuracy"],
@@ -279,31 +453,53 @@ def _record(epoch: int, stats: EpochStats, dev: dict[str, Any], dev_loss: float,
     }
 
 
-class _TensorBoard:
-    """Per-epoch scalars and confusion matrices on rank 0; nothing elsewhere."""
+def _result(run: _Run, state: RunState, stopped: str, epochs_run: int) -> TrainResult:
+    best = next((r for r in state.history if r["epoch"] == state.best_epoch), {})
+    best_dev = {k: v for k, v in best.items() if k.startswith("dev_")}
+    if run.board is not None:
+        run.board.close(_hparams(run.model, run.train), best_dev)
+    best_path, last_path = run.run_dir / "best.pt", run.run_dir / "last.pt"
+    return TrainResult(
+        run_dir=run.run_dir,
+        best_path=best_path if best_path.is_file() else None,
+        last_path=last_path if last_path.is_file() else None,
+        best_epoch=state.best_epoch,
+        best_metrics=best_dev,
+        epochs_run=epochs_run,
+        stopped=stopped,
+        history=state.history,
+        missing={},
+        cached=[],
+        tensorboard_dir=run.board.folder if run.board is not None else None,
+        signal=run.stop_signal() if stopped == "interrupted" else None,
+    )
 
-    def __init__(self, folder: Path | None) -> None:
-        self.writer = None
-        if folder is not None:
+
+class _TensorBoard:
+    """Per-epoch scalars and confusion matrices on rank 0; the folder is created with the first event."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.writer = folder, None
+
+    def _open(self) -> Any:
+        if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(folder))
+            self.writer = SummaryWriter(str(self.folder))
+        return self.writer
 
     def epoch(self, record: dict[str, Any], dev: dict[str, Any], improved: bool) -> None:
-        if self.writer is None:
-            return
-        step = record["epoch"]
+        writer, step = self._open(), record["epoch"]
         for key, value in record.items():
             if key != "epoch":
                 group, _, name = key.partition("_")
-                self.writer.add_scalar(f"{group}/{name}", value, step)
+                writer.add_scalar(f"{group}/{name}", value, step)
         if improved:  # the confusion matrices of the checkpoint that best.pt holds, at each new best
             from meldctl.training.plots import confusion_figure
 
             for head, labels in (("emotion", EMOTIONS), ("sentiment", SENTIMENTS)):
-                figure = confusion_figure(dev[head]["confusion"], labels, head)
-                self.writer.add_figure(f"dev/confusion_{head}", figure, step)
-        self.writer.flush()
+                writer.add_figure(f"dev/confusion_{head}", confusion_figure(dev[head]["confusion"], labels, head), step)
+        writer.flush()
 
     def close(self, hparams: dict[str, Any], final: dict[str, float]) -> None:
         if self.writer is None:
@@ -323,252 +519,26 @@ def _save_copy(path: Path, folder: Path | None) -> None:
         shutil.copyfile(path, tmp)
 
 
-def run_training(
-    data: DataSettings,
-    model_settings: ModelSettings,
-    train: TrainSettings,
-    *,
-    run_dir: Path,
-    resume: Path | None = None,
-    reporter: Reporter | None = None,
-    should_stop: Any = lambda: False,
-) -> TrainResult:
-    """Train, score dev every epoch, keep best.pt (by dev emotion weighted F1) and last.pt.
-
-    Args:
-        data: Where the prepared data is, and whether to cache features.
-        model_settings: The model and preprocessing (ignored for both when resuming: the checkpoint decides).
-        train: The loop's settings.
-        run_dir: Where checkpoints and TensorBoard go.
-        resume: A run folder or last.pt to continue from.
-        reporter: Progress callbacks.
-        should_stop: Polled every batch; true stops after saving last.pt (Ctrl-C, SIGTERM).
-    """
-    reporter = reporter or Reporter()
-    device = dist.resolve_device(train.device)
-    info = dist.setup(device)
-    if not info.is_main:
-        reporter = Reporter()
-    try:
-        run = _Run(data, model_settings, train, run_dir, resolve_resume(resume), reporter, should_stop, device, info)
-        return run.fit()
-    finally:
-        dist.teardown(info)
-
-
-class _Run:
-    """One run's moving parts, built once, so that `fit` and `_epoch` read top to bottom."""
-
-    def __init__(
-        self,
-        data: DataSettings,
-        model_settings: ModelSettings,
-        train: TrainSettings,
-        run_dir: Path,
-        resume: Path | None,
-        reporter: Reporter,
-        should_stop: Any,
-        device: torch.device,
-        info: dist.DistInfo,
-    ) -> None:
-        self.train, self.run_dir, self.reporter, self.should_stop = train, run_dir, reporter, should_stop
-        self.device, self.info = device, info
-        seed_everything(train.seed)
-        self.start = _start(model_settings, resume)
-        self.model, self.preprocess = self.start.model.to(device), self.start.preprocess
-        rows = {split: read_manifest(data.data_dir, split) for split in ("train", "dev")}
-        datasets, self.skipped, self.cached = build_datasets(
-            rows,
-            data.data_dir,
-            self.model,
-            self.preprocess,
-            self.start.tokenizer,
-            use_cache=data.cache,
-            device=device,
-            workers=train.workers,
-            info=info,
-            reporter=reporter,
-            should_stop=should_stop,
-        )
-        # Building the cache draws on the global RNG (DataLoader seeds) only when it has work to do: re-seed so
-        # a run that builds the cache and one that reuses it train identically.
-        generator = seed_everything(train.seed + 1)
-        if len(datasets["train"]) < 2:
-            raise DataError(
-                f"only {len(datasets['train'])} usable training utterances in {data.data_dir}",
-                hint="check the manifest statuses (meldctl prepare) or the --modalities",
-            )
-        emotion_counts, sentiment_counts = label_counts(datasets["train"].rows)
-        self.criterion = MultiTaskLoss(
-            _to(class_weights(emotion_counts, train.class_weights), device),
-            _to(class_weights(sentiment_counts, train.class_weights), device),
-            train.label_smoothing,
-        )
-        collate = Collator(self.start.tokenizer, self.preprocess.max_tokens)
-        self.train_loader = _loader(
-            datasets["train"],
-            collate,
-            train.batch_size,
-            train=True,
-            workers=train.workers,
-            generator=generator,
-            info=info,
-        )
-        self.dev_loader = _loader(
-            datasets["dev"], collate, max(train.batch_size, 64), train=False, workers=train.workers
-        )
-        self.wrapped = self.model
-        if info.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            self.wrapped = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = _optimizer(self.model, train)
-        self.scheduler = _schedule(self.optimizer, train.epochs * max(1, len(self.train_loader)), train.warmup_ratio)
-        self.amp_dtype, self.scaler = _amp(device, train.precision)
-        self.state = {"next_epoch": 1, "best_metric": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
-        if self.start.training:
-            self._restore(self.start.training, resume)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.tb_dir = Path(train.tensorboard_dir) if train.tensorboard_dir else run_dir / "tensorboard"
-        self.board = _TensorBoard(self.tb_dir if info.is_main else None)
-        self.extra = {
-            "train_counts": {"emotion": emotion_counts, "sentiment": sentiment_counts},
-            "data_dir": str(data.data_dir),
-        }
-        self.last_path: Path | None = None
-
-    def _restore(self, training: dict[str, Any], resume: Path | None) -> None:
-        self.optimizer.load_state_dict(training["optimizer"])
-        self.scheduler.load_state_dict(training["scheduler"])
-        if self.scaler is not None and training.get("scaler"):
-            self.scaler.load_state_dict(training["scaler"])
-        self.state.update({k: training[k] for k in self.state})
-        if training.get("rng") is not None:
-            torch.set_rng_state(training["rng"])
-        _carry_best(resume, self.run_dir)
-
-    def save(self, name: str, metrics: dict[str, Any], next_epoch: int | None = None) -> Path:
-        """Write a checkpoint (with resume state when `next_epoch` is given) and copy it to checkpoint_dir."""
-        training = None
-        if next_epoch is not None:
-            training = {
-                **self.state,
-                "next_epoch": next_epoch,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler else None,
-                "rng": torch.get_rng_state(),
-                "epochs": self.train.epochs,
-            }
-        path = save_checkpoint(
-            self.run_dir / name,
-            self.model,
-            self.preprocess,
-            tokenizer_files=self.start.tokenizer_files,
-            metrics=metrics,
-            training=training,
-            extra=self.extra,
-        )
-        _save_copy(path, self.train.checkpoint_dir)
-        return path
-
-    def fit(self) -> TrainResult:
-        stopped, epochs_run = "completed", 0
-        first, last = self.state["next_epoch"], self.train.epochs
-        if first > last:
-            self.reporter.note(f"nothing to do: the run already trained {first - 1} of {last} epochs")
-        for epoch in range(first, last + 1):
-            reason = self._epoch(epoch)
-            if reason == "interrupted":
-                stopped = reason
-                break
-            epochs_run += 1
-            if reason is not None:
-                stopped = reason
-                break
-        history = self.state["history"]
-        best = next((r for r in history if r["epoch"] == self.state["best_epoch"]), {})
-        best_dev = {k: v for k, v in best.items() if k.startswith("dev_")}
-        self.board.close(_hparams(self.model.config, self.train), best_dev)
-        best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
-        return TrainResult(
-            run_dir=self.run_dir,
-            best_path=best_path if best_path.is_file() else None,
-            last_path=self.last_path or (last_path if last_path.is_file() else None),
-            best_epoch=self.state["best_epoch"],
-            best_metrics=best_dev,
-            epochs_run=epochs_run,
-            stopped=stopped,
-            history=history,
-            skipped=self.skipped,
-            cached=self.cached,
-            tensorboard_dir=self.tb_dir if self.info.is_main else None,
-        )
-
-    def _epoch(self, epoch: int) -> str | None:
-        """Train one epoch, score dev, log and save; return why training stops here, or None."""
-        info, device = self.info, self.device
-        if isinstance(self.train_loader.sampler, torch.utils.data.DistributedSampler):
-            self.train_loader.sampler.set_epoch(epoch)
-        self.reporter.epoch_start(epoch, self.train.epochs, len(self.train_loader))
-        stats = train_one_epoch(
-            self.wrapped,
-            self.criterion,
-            self.optimizer,
-            self.scheduler,
-            self.train_loader,
-            device,
-            amp_dtype=self.amp_dtype,
-            scaler=self.scaler,
-            grad_clip=self.train.grad_clip,
-            on_batch=self.reporter.batch,
-            should_stop=self.should_stop,
-        )
-        if dist.broadcast_flag(info, stats.interrupted, device):
-            # The interrupted epoch is redone on resume, from the weights and optimiser state it reached.
-            if info.is_main:
-                self.last_path = self.save("last.pt", {"epoch": epoch - 1}, next_epoch=epoch)
-            return "interrupted"
-        loss_sums = dist.all_reduce_sum(info, [stats.loss * stats.samples, float(stats.samples)], device)
-        stats.loss = loss_sums[0] / max(loss_sums[1], 1.0)
-        stop_early = False
-        if info.is_main:
-            preds = predict(self.model, self.dev_loader, device, criterion=self.criterion, amp_dtype=self.amp_dtype)
-            dev = dev_metrics(preds)
-            record = _record(epoch, stats, dev, preds.loss, self.scheduler.get_last_lr()[0])
-            self.state["history"].append(record)
-            improved = record["dev_emotion_weighted_f1"] > self.state["best_metric"]
-            if improved:
-                self.state.update(best_metric=record["dev_emotion_weighted_f1"], best_epoch=epoch, bad_epochs=0)
-                self.save("best.pt", record)
-            else:
-                self.state["bad_epochs"] += 1
-            self.last_path = self.save("last.pt", record, next_epoch=epoch + 1)
-            self.board.epoch(record, dev, improved)
-            self.reporter.epoch_end({**record, "improved": improved})
-            stop_early = 0 < self.train.patience <= self.state["bad_epochs"]
-        return "early_stopping" if dist.broadcast_flag(info, stop_early, device) else None
-
-
-def _to(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    return None if tensor is None else tensor.to(device)
-
-
-def _carry_best(resume: Path | None, run_dir: Path) -> None:
+def _carry_best(resumed_from: Path, run_dir: Path) -> None:
     """A run resumed into another folder keeps its best.pt (SageMaker resumes from the checkpoint folder)."""
-    if resume is None:
-        return
-    source, target = resume.parent / "best.pt", run_dir / "best.pt"
+    source, target = resumed_from / "best.pt", run_dir / "best.pt"
     if source.is_file() and not target.exists() and source.resolve() != target.resolve():
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 
 
-def _hparams(config: ModelConfig, train: TrainSettings) -> dict[str, Any]:
+def _on(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device)
+
+
+def _hparams(model: MeldModel, train: TrainSettings) -> dict[str, Any]:
+    config = model.config
     return {
         "modalities": ",".join(config.modalities),
         "text_model": config.text_model,
         "video_weights": config.video_weights,
         "freeze_text": config.freeze_text,
+        "modality_dropout": config.modality_dropout,
         "lr": train.lr,
         "batch_size": train.batch_size,
         "label_smoothing": train.label_smoothing,

@@ -39,20 +39,46 @@ def test_predict_one_clip_json(trained_run: Path) -> None:
     assert prediction["clip"] == str(clip) and prediction["text"] == "Oh my God!"
 
 
-def test_predict_matches_the_training_preprocessing(trained_run: Path) -> None:
-    """predict on a clip gives what the model gives on the dataset's sample of the same utterance."""
-    from meldctl.data.dataset import load_media
+def test_train_cache_eval_and_predict_compute_the_same_features(trained_run: Path, tmp_path: Path) -> None:
+    """One clip and text: the model inputs are bit-identical and the frozen encoders' features equal, whether
+    they come from the training cache, eval's dataset or predict."""
+    from helpers import copy_prepared
+
+    from meldctl.data.dataset import Collator, DataPlan, build_datasets
+    from meldctl.data.kinds import kinds_for
     from meldctl.data.manifest import read_manifest
     from meldctl.inference import Predictor
+    from meldctl.model.text import tokenizer_digest
 
     predictor = Predictor.from_path(trained_run / "best.pt", "cpu")
-    data_dir = trained_run.parent / "data"
-    row = read_manifest(data_dir, "test")[0]
-    sample = predictor.prepare(data_dir / row.clip, row.text).sample
-    media = load_media(row, data_dir, ("video", "audio"), predictor.preprocess)
-    assert torch.equal(sample["video"], media["video"])
-    # Audio: predict reads the clip through the same FFmpeg command that prepare wrote the WAV with.
-    assert torch.equal(sample["audio"], media["audio"])
+    model, pre = predictor.model, predictor.preprocess
+    data_dir = copy_prepared(trained_run.parent / "data", tmp_path / "data")
+    rows = read_manifest(data_dir, "test")
+    row = rows[0]
+    digest = tokenizer_digest(predictor.loaded.tokenizer_files)
+
+    def dataset(use_cache: bool):  # noqa: ANN202
+        plan = DataPlan(data_dir, pre, predictor.loaded.tokenizer, digest, use_cache, torch.device("cpu"), 0)
+        return build_datasets({"test": rows}, model, plan)[0]["test"]
+
+    raw, cached = dataset(False), dataset(True)
+    collate = Collator(kinds_for(model.config.modalities), pre, predictor.loaded.tokenizer)
+    from_raw, from_cache = collate([raw[0]]), collate([cached[0]])
+    prepared = predictor.prepare(data_dir / row.clip, row.text)
+    from_predict = collate([prepared.sample])
+    for key in ("input_ids", "attention_mask", "video", "audio", "audio_length"):
+        assert torch.equal(from_raw[key], from_predict[key]), key  # the same bytes reach the model
+    assert torch.equal(
+        from_cache["audio"][..., : from_predict["audio"].shape[-1]], from_predict["audio"].half().float()
+    )
+    with torch.no_grad():
+        video = model.video.features(from_predict["video"])
+        text = model.text.features(from_predict["input_ids"], from_predict["attention_mask"])
+    assert torch.allclose(from_cache["video_features"], video, atol=1e-5)
+    assert torch.allclose(from_cache["text_features"], text, atol=1e-5)
+    with torch.no_grad():
+        logits_cache, logits_predict = model(from_cache), model(from_predict)
+    assert torch.allclose(logits_cache["emotion"], logits_predict["emotion"], atol=1e-3)
 
 
 def test_predict_many_from_csv_and_bad_clips_do_not_stop_good_ones(trained_run: Path, tmp_path: Path) -> None:
@@ -61,14 +87,7 @@ def test_predict_many_from_csv_and_bad_clips_do_not_stop_good_ones(trained_run: 
     empty.write_bytes(b"")
     notmedia = tmp_path / "notes.mp4"
     notmedia.write_text("hello")
-    silent = tmp_path / "silent.mp4"
-    import subprocess
-
-    from meldctl.media.ffmpeg import ffmpeg_exe
-
-    subprocess.run(
-        [ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(good[0]), "-an", "-c:v", "copy", str(silent)], check=True
-    )
+    silent = _strip(good[0], tmp_path / "silent.mp4", "-an")
     table = tmp_path / "batch.csv"
     table.write_text(
         "clip,text\n"
@@ -77,14 +96,50 @@ def test_predict_many_from_csv_and_bad_clips_do_not_stop_good_ones(trained_run: 
     result = runner.invoke(app, ["predict", "--texts", str(table), "--ckpt", str(trained_run / "best.pt"), "--json"])
     assert result.exit_code == 1
     predictions = json.loads(result.stdout)
-    assert [p["clip"] for p in predictions] == [str(good[0]), str(good[1])]
+    assert [p["clip"] for p in predictions] == [str(good[0]), str(good[1]), str(silent)]
     for p in predictions:
         _check(p)
+    assert predictions[2]["missing"] == ["audio"] and "no audio stream" in predictions[2]["warnings"][0]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 4
+    assert len(errors) == 3
     assert any("does not exist" in e for e in errors) and any("empty" in e for e in errors)
-    assert any("no audio stream" in e for e in errors)
     assert "Traceback" not in result.output
+
+
+def _strip(clip: Path, out: Path, *drop: str) -> Path:
+    import subprocess
+
+    from meldctl.media.ffmpeg import ffmpeg_exe
+
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(clip), *drop, "-c", "copy", str(out)], check=True
+    )
+    return out
+
+
+def test_a_clip_missing_a_stream_is_answered_with_a_warning_or_refused_with_strict(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    clip, ckpt = _clips(trained_run)[0], str(trained_run / "best.pt")
+    video_only, audio_only = _strip(clip, tmp_path / "video.mp4", "-an"), _strip(clip, tmp_path / "audio.m4a", "-vn")
+    for path, missing in ((video_only, "audio"), (audio_only, "video")):
+        result = runner.invoke(app, ["predict", str(path), "--text", "Oh my God!", "--ckpt", ckpt, "--json"])
+        assert result.exit_code == 0, result.output
+        prediction = json.loads(result.stdout)
+        _check(prediction)
+        assert prediction["missing"] == [missing]
+        assert f"Warning: {path}: answered without {missing}" in result.stderr
+        strict = runner.invoke(app, ["predict", str(path), "--text", "Oh my God!", "--ckpt", ckpt, "--strict"])
+        assert strict.exit_code == 1 and "--strict" in strict.output and "Traceback" not in strict.output
+        assert len([line for line in strict.output.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_predict_texts_csv_in_cp1252(text_only_ckpt: Path, tmp_path: Path) -> None:
+    table = tmp_path / "cp1252.csv"
+    table.write_bytes("clip,text\n,Don\u2019t you \u2013 ever!\n".encode("cp1252"))
+    result = runner.invoke(app, ["predict", "--texts", str(table), "--ckpt", str(text_only_ckpt), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["text"] == "Don\u2019t you \u2013 ever!"
 
 
 def test_predict_text_problems(trained_run: Path) -> None:

@@ -40,7 +40,8 @@ def _args(data: Path, tiny_bert: Path, run: Path, *extra: str) -> list[str]:
 def fast_sample(prepared_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Small clips and short audio keep the CLI runs quick."""
     monkeypatch.setenv("MELDCTL_MODEL__NUM_FRAMES", "4")
-    monkeypatch.setenv("MELDCTL_MODEL__FRAME_SIZE", "32")
+    monkeypatch.setenv("MELDCTL_MODEL__RESIZE_SIZE", "36,48")
+    monkeypatch.setenv("MELDCTL_MODEL__CROP_SIZE", "32")
     monkeypatch.setenv("MELDCTL_MODEL__AUDIO_SECONDS", "2")
     return prepared_copy
 
@@ -59,7 +60,7 @@ def test_train_json_then_resume(fast_sample: Path, tiny_bert: Path, tmp_path: Pa
     result = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--epochs", "3", "--resume", str(run), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["epochs_run"] == 1
-    assert read_checkpoint(run / "last.pt")["training"]["next_epoch"] == 4
+    assert read_checkpoint(run / "last.pt")["training"]["state"]["epoch"] == 4
 
 
 def test_bad_inputs_are_one_line(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
@@ -95,7 +96,7 @@ def test_a_signal_saves_last_and_says_how_to_resume(
     assert proc.returncode == code, err
     assert f"Stopped by {sig.name}" in err and "Resume with: meldctl train --resume" in err
     assert "Traceback" not in err
-    assert read_checkpoint(run / "last.pt")["training"]["next_epoch"] >= 2
+    assert read_checkpoint(run / "last.pt")["training"]["state"]["epoch"] >= 2
     load_checkpoint(run / "best.pt")
 
 
@@ -126,3 +127,72 @@ def test_torchrun_two_processes_on_cpu(fast_sample: Path, tiny_bert: Path, tmp_p
     assert load_checkpoint(run / "best.pt").model.config.modalities == ("text", "audio")
     assert out.stderr.count("[meldctl] epoch=1") == 1, "only rank 0 logs epochs"
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 1
+
+
+def test_resume_from_anywhere_takes_the_runs_settings_and_ends_like_an_uninterrupted_run(
+    fast_sample: Path, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after epoch 2 of 4, `meldctl train --resume RUN` alone, from another folder, finishes the run with
+    its own settings (data folder, epochs, model) and ends with the weights of 4 uninterrupted epochs."""
+    import torch
+
+    flags = ["--modalities", "text", "--epochs", "4", "--seed", "3"]
+    whole = runner.invoke(app, [*_args(fast_sample, tiny_bert, tmp_path / "whole"), *flags, "--json"])
+    assert whole.exit_code == 0, whole.output
+    from meldctl.training import trainer
+
+    real_fit, batches = trainer._fit, {"n": 0}
+
+    def stop_after_epoch_two(run, state, loader, sampler):  # noqa: ANN001, ANN202
+        def should_stop() -> bool:
+            batches["n"] += 1
+            return batches["n"] == 2 * len(sampler)  # the last batch of epoch 2
+
+        run.should_stop = should_stop
+        return real_fit(run, state, loader, sampler)
+
+    monkeypatch.setattr(trainer, "_fit", stop_after_epoch_two)
+    run = tmp_path / "run"
+    stopped = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), *flags])
+    assert stopped.exit_code == 143 and "Resume with: meldctl train --resume" in stopped.output
+    monkeypatch.setattr(trainer, "_fit", real_fit)
+    saved = read_checkpoint(run / "last.pt")["training"]["state"]
+    assert saved["epoch"] == 2 and saved["batches_done"] > 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no ./data here: the data folder must come from the run's settings
+    for name in list(os.environ):
+        if name.startswith("MELDCTL_MODEL__"):
+            monkeypatch.delenv(name)  # nor may the model settings come from this shell
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["epochs_run"] == 3  # the end of epoch 2, then 3 and 4: not on to 10
+    final = read_checkpoint(run / "last.pt")
+    expected = read_checkpoint(tmp_path / "whole" / "last.pt")
+    assert all(torch.equal(final["state_dict"][k], expected["state_dict"][k]) for k in expected["state_dict"])
+    saved_settings = (run / "settings.toml").read_text()
+    assert f'data_dir = "{fast_sample.resolve()}"' in saved_settings and "\nrun_dir =" not in saved_settings
+
+
+def test_repeating_a_runs_settings_never_writes_into_it(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--modalities", "text", "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    again = runner.invoke(app, ["--config", str(run / "settings.toml"), "train", "--json"])
+    assert again.exit_code == 0, again.output
+    assert Path(json.loads(again.stdout)["run_dir"]).parent == (tmp_path / "runs").resolve()
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    refused = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--modalities", "text"])
+    assert refused.exit_code == 1 and "already holds a training run" in refused.output and "--resume" in refused.output
+
+
+def test_a_command_that_fails_its_checks_creates_nothing(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = runner.invoke(app, _args(tmp_path / "nothing", tiny_bert, run))
+    assert result.exit_code == 1 and not run.exists()
+    result = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--text-model", str(tmp_path / "no-bert")])
+    assert result.exit_code == 1 and not run.exists()
+    result = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--batch-size", "1"])
+    assert result.exit_code == 2 and "batch_size" in result.output and not run.exists()
+    assert "Traceback" not in result.output

@@ -123,3 +123,35 @@ def write_sine_wav(path: Path, *, frequency: float = 440.0, seconds: float = 1.0
     samples = np.repeat(sine(frequency, seconds, rate)[:, None], channels, axis=1)  # [samples, channels]
     soundfile.write(str(path), samples, rate, subtype="PCM_16")
     return path
+
+
+def write_textured_clip(path: Path, *, width: int, height: int, num_frames: int, fps: int = 15) -> Path:
+    """A clip of smooth random texture with detail at every scale (a geometry test needs more than flat colour)."""
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18"}
+        for i in range(num_frames):
+            coarse = rng.random((height // 8 + 1, width // 8 + 1, 3))
+            pixels = np.kron(coarse, np.ones((8, 8, 1)))[:height, :width] * 160 + rng.random((height, width, 3)) * 60
+            frame = av.VideoFrame.from_ndarray(pixels.astype(np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def write_split_clip(path: Path, *, width: int = 96, height: int = 64, num_frames: int = 4, fps: int = 15) -> Path:
+    """A clip whose left half is bright and right half dark, to see which way a rotation turned it."""
+    pixels = np.full((height, width, 3), 30, dtype=np.uint8)
+    pixels[:, : width // 2] = 220
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

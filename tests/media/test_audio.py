@@ -8,7 +8,7 @@ import soundfile
 import torch
 from media_files import sine, write_colour_clip, write_sine_wav
 
-from meldctl.errors import MediaError
+from meldctl.errors import MediaError, NoStreamError
 from meldctl.media.audio import log_mel_features, read_clip_audio, read_wav
 from meldctl.model.config import PreprocessConfig
 
@@ -61,7 +61,7 @@ def test_read_clip_audio(tmp_path: Path, suffix: str) -> None:
 
 def test_read_clip_audio_without_an_audio_stream(tmp_path: Path) -> None:
     clip = write_colour_clip(tmp_path / "silent.mp4", num_frames=5)
-    with pytest.raises(MediaError, match="no audio stream"):
+    with pytest.raises(NoStreamError, match="no audio stream"):
         read_clip_audio(clip, 16000)
 
 
@@ -71,9 +71,21 @@ def test_read_clip_audio_not_media(tmp_path: Path) -> None:
         read_clip_audio(tmp_path / "x.mp4", 16000)
 
 
-def test_wav_and_clip_give_the_same_features_shape(tmp_path: Path) -> None:
-    preprocess = PreprocessConfig()
-    from_wav = log_mel_features(read_wav(write_sine_wav(tmp_path / "a.wav"), 16000), preprocess)
+def test_clip_audio_is_bit_identical_to_the_prepared_wav(tmp_path: Path) -> None:
+    """predict reads a clip's audio through the FFmpeg command that prepare writes its WAV with."""
+    from meldctl.media.ffmpeg import extract_audio
+
     clip = write_colour_clip(tmp_path / "c.mkv", num_frames=15, audio=True)
-    from_clip = log_mel_features(read_clip_audio(clip, 16000), preprocess)
-    assert from_wav.shape == from_clip.shape == (1, 64, preprocess.audio_frames)
+    wav = extract_audio(clip, tmp_path / "c.wav")
+    from_wav, from_clip = read_wav(wav, 16000), read_clip_audio(clip, 16000)
+    assert torch.equal(from_wav, from_clip)
+    preprocess = PreprocessConfig()
+    assert torch.equal(log_mel_features(from_wav, preprocess), log_mel_features(from_clip, preprocess))
+
+
+def test_max_seconds_reads_only_the_start(tmp_path: Path) -> None:
+    clip = write_colour_clip(tmp_path / "c.mp4", num_frames=24, fps=12, audio=True)  # 2 s
+    full, head = read_clip_audio(clip, 16000), read_clip_audio(clip, 16000, max_seconds=0.5)
+    assert head.shape == (8000,) and torch.equal(head, full[:8000])
+    wav = write_sine_wav(tmp_path / "a.wav", seconds=1.0)
+    assert read_wav(wav, 16000, max_seconds=0.25).shape == (4000,)

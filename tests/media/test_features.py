@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
+from meldctl.errors import MediaError
 from meldctl.media.features import (
-    LOG_MEL_FLOOR,
-    fit_length,
     log_mel_features,
     mel_transform,
     normalize_frames,
+    pad_frames,
     uniform_frame_indices,
     uniform_timestamps,
 )
@@ -64,31 +64,36 @@ def test_normalize_frames_rejects_channel_first() -> None:
         normalize_frames(torch.zeros(3, 4, 8, 8, dtype=torch.uint8), (0.5,) * 3, (0.5,) * 3)
 
 
-def test_fit_length_crops_and_pads() -> None:
-    wave = torch.arange(1, 11, dtype=torch.float32)
-    assert fit_length(wave, 4).tolist() == [1, 2, 3, 4]
-    padded = fit_length(wave, 12)
-    assert padded.shape == (12,) and padded[10:].tolist() == [0, 0] and padded[9] == 10
-
-
 def _sine(frequency: float, seconds: float, rate: int = 16000) -> torch.Tensor:
     t = torch.arange(int(seconds * rate), dtype=torch.float64) / rate
     return (0.5 * torch.sin(2 * math.pi * frequency * t)).to(torch.float32)  # [samples]
 
 
-@pytest.mark.parametrize("seconds", [0.5, 12.0])
-def test_log_mel_has_a_fixed_shape(seconds: float) -> None:
-    preprocess = PreprocessConfig()
+@pytest.mark.parametrize(("seconds", "frames"), [(0.5, 51), (3.0, 301), (12.0, 801)])
+def test_log_mel_covers_the_utterance_up_to_the_window(seconds: float, frames: int) -> None:
+    preprocess = PreprocessConfig()  # 8 s window, 10 ms hops
     mel = log_mel_features(_sine(440, seconds), preprocess)
-    assert mel.shape == (1, preprocess.n_mels, preprocess.audio_frames) == (1, 64, 801)
+    assert mel.shape == (1, preprocess.n_mels, frames)
+    assert frames <= preprocess.audio_frames == 801
     assert torch.isfinite(mel).all()
 
 
-def test_log_mel_pads_with_silence_at_the_floor() -> None:
-    preprocess = PreprocessConfig()
-    mel = log_mel_features(_sine(440, 1.0), preprocess)
-    assert mel[..., -100:].max().item() == pytest.approx(math.log(LOG_MEL_FLOOR))
-    assert mel[..., 10:90].max().item() > 0.0  # the tone itself is far above the floor
+def test_log_mel_does_not_depend_on_the_window_length() -> None:
+    wave = _sine(440, 1.5)
+    short, long = PreprocessConfig(audio_seconds=2.0), PreprocessConfig(audio_seconds=8.0)
+    assert torch.equal(log_mel_features(wave, short), log_mel_features(wave, long))
+
+
+def test_pad_frames_pads_with_zeros_and_crops() -> None:
+    mel = torch.ones(1, 4, 5)
+    padded = pad_frames(mel, 8)
+    assert padded.shape == (1, 4, 8) and padded[..., 5:].abs().sum() == 0 and torch.equal(padded[..., :5], mel)
+    assert pad_frames(mel, 3).shape == (1, 4, 3)
+
+
+def test_audio_shorter_than_one_window_is_no_audio() -> None:
+    with pytest.raises(MediaError, match="shorter than one 25 ms"):
+        log_mel_features(torch.zeros(100), PreprocessConfig())
 
 
 def test_log_mel_peak_follows_the_pitch() -> None:

@@ -4,10 +4,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from media_files import BLUE, GREEN, frame_index, write_colour_clip, write_sine_wav
+from media_files import (
+    BLUE,
+    GREEN,
+    frame_index,
+    write_colour_clip,
+    write_sine_wav,
+    write_split_clip,
+    write_textured_clip,
+)
 
 import meldctl.media.video as video
-from meldctl.errors import MediaError
+from meldctl.errors import MediaError, NoStreamError
 from meldctl.media.features import uniform_frame_indices
 from meldctl.media.video import read_video
 from meldctl.model.config import PreprocessConfig
@@ -81,7 +89,7 @@ def test_odd_resolution(clips: Path) -> None:
 
 
 def test_custom_size_and_count(clips: Path) -> None:
-    preprocess = PreprocessConfig(num_frames=4, frame_size=32)
+    preprocess = PreprocessConfig(num_frames=4, resize_size=(36, 48), crop_size=32)
     clip = read_video(write_colour_clip(clips / "c.mp4", num_frames=24), preprocess)
     assert clip.shape == (3, 4, 32, 32)
     assert _indices(clip, preprocess) == uniform_frame_indices(24, 4)
@@ -132,10 +140,54 @@ def test_text_file_named_mp4(tmp_path: Path) -> None:
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
-    with pytest.raises(MediaError, match="no video stream"):
+    with pytest.raises(NoStreamError, match="no video stream"):
         read_video(write_sine_wav(tmp_path / "tone.wav"), PREPROCESS)
 
 
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="not a file"):
         read_video(tmp_path, PREPROCESS)
+
+
+def test_geometry_is_the_kinetics_preset_of_the_weights(clips: Path) -> None:
+    """On a 16:9 clip, read_video's tensor is what R3D_18_Weights.KINETICS400_V1.transforms() makes of the same
+    decoded frames: resize to 128x171 (no antialiasing), centre crop 112, /255, Kinetics mean and std."""
+    import av
+    import numpy as np
+    from torchvision.models.video import R3D_18_Weights
+
+    path = write_textured_clip(clips / "wide.mp4", width=320, height=180, num_frames=16)
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 16  # so read_video's 16 uniform samples are exactly these frames
+    reference = R3D_18_Weights.KINETICS400_V1.transforms()(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2))
+    ours = read_video(path, PREPROCESS)
+    assert ours.shape == reference.shape == (3, 16, 112, 112)
+    assert (ours - reference).abs().max().item() < 1e-5
+    squashed = torch.nn.functional.interpolate(
+        reference.new_tensor(np.stack(frames)).permute(3, 0, 1, 2)[None].float(), size=(16, 112, 112)
+    )
+    assert (squashed[0] / 255 - ours).abs().mean() > 0.05  # the old whole-frame squash is measurably different
+
+
+def test_rotation_metadata_is_applied(clips: Path) -> None:
+    """A phone clip stored landscape with a 90 degree display matrix is read upright, as players show it."""
+    import av
+
+    from meldctl.media.ffmpeg import ffmpeg_exe
+
+    plain = write_split_clip(clips / "split.mp4")  # bright left half, dark right half
+    rotated = clips / "rotated.mp4"
+    import subprocess
+
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation:v:0", "90", "-i", str(plain), "-c", "copy",
+         str(rotated)],
+        check=True,
+    )  # fmt: skip
+    with av.open(str(rotated)) as container:
+        assert next(container.decode(video=0)).rotation == 90
+    preprocess = PreprocessConfig(num_frames=2, resize_size=(64, 64), crop_size=64)
+    upright, turned = read_video(plain, preprocess), read_video(rotated, preprocess)
+    assert upright[:, :, :, :32].mean() > upright[:, :, :, 32:].mean() + 1  # bright on the left
+    assert turned[:, :, 32:, :].mean() > turned[:, :, :32, :].mean() + 1  # turned counter-clockwise: bright below

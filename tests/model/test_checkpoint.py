@@ -125,3 +125,67 @@ def test_save_is_atomic(saved, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         save_checkpoint(path, model, PreprocessConfig())
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def _tampered(path: Path, tmp_path: Path, change) -> Path:  # noqa: ANN001
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    out = tmp_path / "tampered.pt"
+    torch.save(payload, out)
+    return out
+
+
+def _set(section: str, key: str, value):  # noqa: ANN001, ANN202
+    return lambda payload: payload[section].__setitem__(key, value)
+
+
+def _first_weight(name: str, value: float):  # noqa: ANN202
+    return lambda payload: payload["state_dict"][name].view(-1)[:1].fill_(value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("preprocess", "num_frames", 100000), r"preprocess.num_frames = 100000"),
+        (_set("preprocess", "n_mels", 100000), r"preprocess.n_mels"),
+        (_set("preprocess", "std", [0.2, 0.0, 0.2]), r"preprocess.std"),
+        (_set("model_config", "projection_dim", 10**7), r"model_config.projection_dim"),
+        (_set("model_config", "emotions", ["joy"]), r"model_config.emotions"),
+        (_set("labels", "emotion", ["a", "b", "c", "d", "e", "f", "g"]), r"label lists"),
+        (_first_weight("emotion_head.weight", float("nan")), r"NaN or infinite"),
+        (_first_weight("audio.mel_std", 0.0), r"zero or negative standard deviation"),
+        (lambda p: p["model_config"]["text_config"].__setitem__("hidden_size", 4096), r"weight .* has shape"),
+        (lambda p: p.__setitem__("tokenizer", {"tokenizer.json": "{not json", "tokenizer_config.json": "[]"}),
+         r"tokenizer cannot be loaded"),
+        (lambda p: p.__setitem__("tokenizer", None), r"has no tokenizer"),
+        (lambda p: p["state_dict"].pop("fusion.0.weight"), r"weights do not match"),
+    ],
+    ids=["frames", "mels", "zero-std", "huge-projection", "labels-in-config", "labels-field", "nan-weight",
+         "zero-mel-std", "text-config", "broken-tokenizer", "no-tokenizer", "missing-weight"],
+)  # fmt: skip
+def test_tampered_checkpoints_are_one_clear_error(saved, tmp_path: Path, change, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(_tampered(saved[0], tmp_path, change))
+
+
+def test_an_older_format_is_refused_with_a_retrain_hint(saved, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="older meldctl") as info:
+        read_checkpoint(_tampered(saved[0], tmp_path, _set_version(FORMAT_VERSION - 1)))
+    assert "train it again" in info.value.hint
+
+
+def _set_version(version: int):  # noqa: ANN202
+    return lambda payload: payload.__setitem__("format_version", version)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(saved, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    path, model, _ = saved
+    before = path.read_bytes()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9, 1000))
+    with pytest.raises(CheckpointError, match=r"no room to write best.pt .* MB free"):
+        save_checkpoint(path, model, PreprocessConfig())
+    assert path.read_bytes() == before

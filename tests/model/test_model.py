@@ -22,7 +22,8 @@ def _batch(model, tokenizer, b: int = 2) -> dict[str, torch.Tensor]:
         batch["video"] = torch.randn(b, 3, 4, 32, 32)  # [B, C, T, H, W]
     if model.audio is not None:
         batch["audio"] = torch.randn(b, 1, 64, 50)  # [B, 1, n_mels, frames]
-    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "video", "audio")}
+        batch["audio_length"] = torch.tensor([50, 31][:b])
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "video", "audio", "audio_length")}
 
 
 @pytest.mark.parametrize("modalities", SUBSETS, ids=["+".join(s) for s in SUBSETS])
@@ -37,13 +38,18 @@ def test_forward_shapes_for_every_subset(modalities: tuple[str, ...], tiny_bert:
 
 def test_trainable_parameters_get_gradients_and_frozen_ones_do_not_move(tiny_bert: Path) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none")).train()
+    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none", modality_dropout=0.0)).train()
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     assert any(n.startswith("text.encoder") for n in frozen)
     assert any(n.startswith("video.backbone") for n in frozen)
     assert not any(n.startswith("audio.") for n in frozen), "the audio CNN must be trainable"
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    out = model(_batch(model, load_tokenizer(str(tiny_bert))))
+    batch = _batch(model, load_tokenizer(str(tiny_bert)), b=2)
+    # Each modality missing in one row of a batch of three: the stand-ins must learn too.
+    batch = {k: torch.cat([v, v[:1]]) for k, v in batch.items()}
+    for i, modality in enumerate(("text", "audio", "video")):
+        batch[f"{modality}_present"] = torch.tensor([j != i for j in range(3)])
+    out = model(batch)
     (out["emotion"].sum() + out["sentiment"].sum()).backward()
     for name, param in model.named_parameters():
         if param.requires_grad:
@@ -121,3 +127,42 @@ def test_text_features_per_layer_or_last(tiny_bert: Path, layer_mix: bool) -> No
     assert model.text.project(feats).shape == (2, 128)
     if layer_mix:  # zero-initialised weights start as a plain average of the layers
         assert torch.allclose(model.text.project(feats), model.text.projection(feats.mean(1)), atol=1e-6)
+
+
+def test_build_model_is_in_eval_mode(tiny_bert: Path) -> None:
+    """A fresh model computes cacheable features with its frozen encoders' running statistics untouched."""
+    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none"))
+    assert not model.training and not model.video.backbone.training and not model.audio.training
+
+
+def test_a_missing_modality_uses_the_stand_in(tiny_bert: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none"))
+    with torch.no_grad():
+        model.stand_ins["video"].normal_()
+    batch = _batch(model, load_tokenizer(str(tiny_bert)))
+    without_video = {k: v for k, v in batch.items() if k != "video"}
+    hidden = {**batch, "video_present": torch.tensor([False, False])}
+    with torch.no_grad():
+        a, b, full = model(without_video), model(hidden), model(batch)
+    assert torch.allclose(a["emotion"], b["emotion"], atol=1e-6)  # no inputs == inputs marked absent
+    assert not torch.allclose(a["emotion"], full["emotion"], atol=1e-4)
+    with torch.no_grad():  # other video values change nothing once the rows are marked absent
+        noisy = model({**hidden, "video": torch.randn_like(batch["video"])})
+    assert torch.allclose(noisy["emotion"], b["emotion"], atol=1e-6)
+
+
+def test_modality_dropout_hides_modalities_in_training_only(tiny_bert: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none", modality_dropout=0.5))
+    present = {m: torch.ones(4000, dtype=torch.bool) for m in ("text", "audio", "video")}
+    kept = torch.stack(list(model._hide(present).values()), dim=1)  # [B, 3]
+    assert kept.any(dim=1).all(), "a row never loses every modality"
+    # Each hidden with p = 0.5, but a row that would lose all three (1 in 8) keeps them: 1.5 - 3/8 = 1.125 of 3.
+    assert 0.35 < 1 - kept.float().mean().item() < 0.40
+    one = {"text": torch.ones(10, dtype=torch.bool), "audio": torch.zeros(10, dtype=torch.bool),
+           "video": torch.zeros(10, dtype=torch.bool)}  # fmt: skip
+    assert model._hide(one)["text"].all(), "the only modality a row has is never hidden"
+    batch = _batch(model, load_tokenizer(str(tiny_bert)))
+    with torch.no_grad():
+        assert torch.equal(model(batch)["emotion"], model(batch)["emotion"])  # eval: deterministic, nothing hidden

@@ -67,7 +67,7 @@ def test_apply_maps_hyperparameters_and_job_folders(tmp_path: Path) -> None:
     assert isinstance(settings, Settings)
     assert settings.train.batch_size == 8 and settings.train.epochs == 3 and settings.train.lr == 0.01
     assert settings.model.text_model == "prajjwal1/bert-tiny"
-    assert settings.model.modalities == ["text", "audio"]
+    assert settings.model.modalities == ("text", "audio")
     assert settings.data.cache is False
     assert settings.data.data_dir == tmp_path / "input" / "data" / "data"
     assert settings.train.checkpoint_dir == tmp_path / "checkpoints"
@@ -242,7 +242,7 @@ def test_a_job_trains_exports_and_resumes(
     assert run_in_job([]) == 0
     assert (root / "model" / "settings.toml").is_file()
     load_checkpoint(root / "model" / "best.pt")  # the model lands in SM_MODEL_DIR and loads
-    assert read_checkpoint(root / "checkpoints" / "last.pt")["training"]["next_epoch"] == 2
+    assert read_checkpoint(root / "checkpoints" / "last.pt")["training"]["state"]["epoch"] == 2
     assert list((root / "output" / "tensorboard").rglob("events.out.tfevents.*"))
     assert not (root / "output" / "failure").exists()
     assert "[meldctl] best epoch=1 " in capsys.readouterr().out  # read by the best_* metric definition
@@ -251,7 +251,7 @@ def test_a_job_trains_exports_and_resumes(
     monkeypatch.setenv("SM_HPS", json.dumps({**json.loads(contract_env(tmp_path / "x", tiny_bert)["SM_HPS"]),
                                              "epochs": "2"}))  # fmt: skip
     assert run_in_job([]) == 0
-    assert read_checkpoint(root / "checkpoints" / "last.pt")["training"]["next_epoch"] == 3
+    assert read_checkpoint(root / "checkpoints" / "last.pt")["training"]["state"]["epoch"] == 3
 
 
 def test_a_failing_job_writes_the_failure_file(
@@ -299,4 +299,4 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path: Path, tiny_bert: Path) -
             process.wait()
     assert process.returncode != 0
     checkpoint = read_checkpoint(root / "checkpoints" / "last.pt")
-    assert checkpoint["training"]["next_epoch"] >= 3
+    assert checkpoint["training"]["state"]["epoch"] >= 3

@@ -9,8 +9,9 @@ from helpers import small_settings
 
 from meldctl.data.manifest import read_manifest, write_manifest
 from meldctl.model.checkpoint import load_checkpoint, read_checkpoint
+from meldctl.reporting import Reporter
 from meldctl.settings import load_settings
-from meldctl.training.trainer import Reporter, run_training
+from meldctl.training.trainer import EpochBatches, run_training
 
 
 class Recorder(Reporter):
@@ -39,11 +40,11 @@ def test_end_to_end_on_the_sample_writes_checkpoints_and_events(
     assert [r["epoch"] for r in reporter.records] == [1, 2]
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
-    assert sorted(result.cached) == ["audio", "text_features", "video_features"]
+    assert sorted(result.cached) == ["audio", "text", "video"]
     loaded = load_checkpoint(result.best_path)
     assert loaded.model.config.modalities == ("text", "audio", "video")
     assert loaded.preprocess.num_frames == 4  # preprocessing travels with the checkpoint
-    assert read_checkpoint(result.last_path)["training"]["next_epoch"] == 3
+    assert read_checkpoint(result.last_path)["training"]["state"]["epoch"] == 3
     for key in ("dev_emotion_weighted_f1", "dev_sentiment_weighted_f1", "dev_emotion_accuracy"):
         assert 0.0 <= result.best_metrics[key] <= 1.0
 
@@ -53,7 +54,7 @@ def test_cache_is_built_once_reused_and_invalidated(prepared_copy: Path, tiny_be
     first = Recorder()
     a = run_training(s.data, s.model, s.train, run_dir=tmp_path / "a", reporter=first)
     built = {label for label, done, total in first.progress_calls if done < total}
-    assert {"text features, train", "video features, train", "audio features, train"} <= built
+    assert {"caching text features, train", "caching video features, train", "caching audio features, train"} <= built
     second = Recorder()
     b = run_training(s.data, s.model, s.train, run_dir=tmp_path / "b", reporter=second)
     assert second.progress_calls == [], "a second run must not recompute any feature"
@@ -69,14 +70,14 @@ def test_cache_is_built_once_reused_and_invalidated(prepared_copy: Path, tiny_be
     )
     third = Recorder()
     run_training(changed.data, changed.model, changed.train, run_dir=tmp_path / "c", reporter=third)
-    rebuilt = {label.split(" ")[0] for label, done, total in third.progress_calls if done < total}
+    rebuilt = {label.split(" ")[1] for label, done, total in third.progress_calls if done < total}
     assert rebuilt == {"video"}, "only the video cache depends on the frame count"
     after = {p.name for p in (prepared_copy / "cache").iterdir()}
     assert folders["video_features"] in after and len([n for n in after if n.startswith("video")]) == 2
 
 
 def test_interrupted_cache_build_keeps_its_rows(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
-    from meldctl.data.cache import Interrupted
+    from meldctl.errors import Interrupted
 
     s = _settings(prepared_copy, tiny_bert, epochs=1)
     calls = {"n": 0}
@@ -90,7 +91,7 @@ def test_interrupted_cache_build_keeps_its_rows(prepared_copy: Path, tiny_bert: 
         run_training(s.data, s.model, s.train, run_dir=tmp_path / "a", should_stop=stop_after_two_batches)
     resumed = Recorder()
     run_training(s.data, s.model, s.train, run_dir=tmp_path / "b", reporter=resumed)
-    first_train = next(c for c in resumed.progress_calls if c[0] == "video features, train")
+    first_train = next(c for c in resumed.progress_calls if c[0] == "caching video features, train")
     assert first_train[1] >= 16, "rows computed before the interruption are kept"
     assert first_train[1] < first_train[2]
 
@@ -133,7 +134,7 @@ def test_resume_continues_epochs_and_optimizer_state(prepared_copy: Path, tiny_b
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     final = read_checkpoint(tmp_path / "run" / "last.pt")
     assert final["training"]["optimizer"]["state"][0]["step"].item() == pytest.approx(3 * steps_after_one)
-    assert final["preprocess"]["num_frames"] == 4
+    assert final["preprocess"].num_frames == 4
 
 
 def test_stop_request_saves_last_and_resume_redoes_the_epoch(
@@ -151,7 +152,7 @@ def test_stop_request_saves_last_and_resume_redoes_the_epoch(
     result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run", should_stop=stop_in_epoch_two)
     assert result.stopped == "interrupted"
     last = read_checkpoint(tmp_path / "run" / "last.pt")
-    assert last["training"]["next_epoch"] == 2
+    assert (last["training"]["state"]["epoch"], last["training"]["state"]["batches_done"]) == (2, 2)
     load_checkpoint(tmp_path / "run" / "best.pt")  # never a best.pt that does not load
     resumed = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run", resume=tmp_path / "run" / "last.pt")
     assert [r["epoch"] for r in resumed.history] == [1, 2]
@@ -167,10 +168,10 @@ def test_text_only_trains_without_clips(prepared_copy: Path, tiny_bert: Path, tm
     s = _settings(prepared_copy, tiny_bert, epochs=1)
     s.model.modalities = ["text"]
     result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
-    assert result.skipped == {"train": {}, "dev": {}}
-    s.model.modalities = ["text", "audio"]
-    with pytest.raises(Exception, match="usable training utterances"):
-        run_training(s.data, s.model, s.train, run_dir=tmp_path / "run2")
+    assert result.missing == {"train": {"text": 0}, "dev": {"text": 0}}
+    s.model.modalities = ["text", "audio"]  # no audio anywhere: every row answers from text and the stand-in
+    result = run_training(s.data, s.model, s.train, run_dir=tmp_path / "run2")
+    assert result.missing["train"] == {"text": 0, "audio": 42} and result.epochs_run == 1
 
 
 def test_no_cache_trains_from_raw_media(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
@@ -194,3 +195,88 @@ def test_unfrozen_text_encoder_bypasses_its_cache_and_changes(
 
     original = AutoModel.from_pretrained(tiny_bert).embeddings.word_embeddings.weight
     assert not torch.allclose(tuned, original)
+
+
+def test_epoch_batches_are_right_per_rank() -> None:
+    """41 utterances on 2 ranks with batch 4: 21 each (one padded), so a last batch of one is dropped on both."""
+    ranks = [EpochBatches(41, 4, seed=7, rank=r, world=2) for r in range(2)]
+    for sampler in ranks:
+        sampler.start(epoch=3)
+    batches = [list(s) for s in ranks]
+    assert [len(b) for b in batches] == [5, 5] == [len(s) for s in ranks]
+    assert all(len(batch) == 4 for b in batches for batch in b)
+    seen = [i for b in batches for batch in b for i in batch]
+    assert len(set(seen)) >= 39 and set(seen) <= set(range(41))
+    again = EpochBatches(41, 4, seed=7, rank=0, world=2)
+    again.start(epoch=3, skip=2)
+    assert list(again) == batches[0][2:] and len(again) == 3  # resuming part-way gives the rest, in order
+    again.start(epoch=4)
+    assert list(again) != batches[0]  # another epoch, another order
+    single = EpochBatches(9, 4, seed=1)
+    single.start(1)
+    assert [len(b) for b in single] == [4, 4]  # 4 + 4 + 1: the batch of one is dropped
+
+
+def test_resume_after_a_stop_ends_where_an_uninterrupted_run_ends(
+    prepared_copy: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """Stopped in epoch 3 of 4 and resumed (into a copy of the run folder): the same final weights, bit for bit."""
+    import shutil
+
+    s = _settings(prepared_copy, tiny_bert, epochs=4, patience=0)
+    s.model.modalities = ["text", "audio"]
+    whole = run_training(s.data, s.model, s.train, run_dir=tmp_path / "whole")
+    batches = {"n": 0}
+
+    def stop_early_in_epoch_three() -> bool:
+        batches["n"] += 1
+        return batches["n"] == 2 * 6 + 2  # 42 rows in batches of 8: 6 batches an epoch
+
+    stopped = run_training(s.data, s.model, s.train, run_dir=tmp_path / "part", should_stop=stop_early_in_epoch_three)
+    assert stopped.stopped == "interrupted" and [r["epoch"] for r in stopped.history] == [1, 2]
+    shutil.copytree(tmp_path / "part", tmp_path / "moved")
+    resumed = run_training(s.data, s.model, s.train, run_dir=tmp_path / "moved", resume=tmp_path / "moved")
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    final, expected = (read_checkpoint(p / "last.pt")["state_dict"] for p in (tmp_path / "moved", tmp_path / "whole"))
+    assert final.keys() == expected.keys()
+    assert all(torch.equal(final[k], expected[k]) for k in final)
+    assert resumed.history[-1]["train_loss"] == pytest.approx(whole.history[-1]["train_loss"], rel=1e-9)
+
+
+def test_a_checkpoint_every_interval_mid_epoch(prepared_copy: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    s = _settings(prepared_copy, tiny_bert, epochs=1, checkpoint_interval_s=1e-9)
+    s.model.modalities = ["text"]
+    saves = []
+    import meldctl.training.trainer as trainer
+
+    real = trainer.save_checkpoint
+
+    def spy(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if kwargs.get("training"):
+            saves.append(kwargs["training"]["state"]["batches_done"])
+        return real(path, *args, **kwargs)
+
+    trainer.save_checkpoint = spy
+    try:
+        run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
+    finally:
+        trainer.save_checkpoint = real
+    assert saves == [1, 2, 3, 4, 5, 6, 0]  # after every batch (the interval is tiny), then at the epoch's end
+
+
+def test_adamw_does_not_decay_biases_norms_or_stand_ins(tiny_bert: Path) -> None:
+    from meldctl.model import ModelConfig, build_model
+    from meldctl.settings import TrainSettings
+    from meldctl.training.trainer import build_optimizer
+
+    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none"))
+    optimizer = build_optimizer(model, TrainSettings(weight_decay=0.05))
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            name = names[id(param)]
+            no_decay = param.ndim < 2 or name.startswith("stand_ins") or "layer_weights" in name
+            assert group["weight_decay"] == (0.0 if no_decay else 0.05), name
+    assert {names[id(p)] for g in optimizer.param_groups for p in g["params"]} == {
+        n for n, p in model.named_parameters() if p.requires_grad
+    }
