@@ -40,6 +40,10 @@ class DataError(MeldError):
     """The dataset, a manifest or a label file is missing or malformed."""
 
 
+class DiskFullError(DataError):
+    """A folder has no room for what a command must write; nothing half-written is left, a rerun continues."""
+
+
 class MediaError(MeldError):
     """A clip or audio file cannot be read."""
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from meldctl.errors import DiskFullError
+
 _STALE_AFTER_S = 24 * 3600  # another host's temporaries: assume its writer is gone after a day
 
 
@@ -74,6 +76,41 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, in one line, to start writing about `needed` bytes into a folder that has less free space.
+
+    Raises:
+        DiskFullError: naming the folder, what needs the space, and how much is needed and free.
+    """
+    import shutil
+
+    folder = Path(folder)
+    probe = folder if folder.exists() else next((p for p in folder.parents if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise disk_full(folder, what, needed, free)
+
+
+def disk_full(folder: Path, what: str, needed: int | None = None, free: int | None = None) -> DiskFullError:
+    """The one-line error for a full disk (found before writing, or when a write failed with ENOSPC)."""
+    import shutil
+
+    if free is None:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = 0
+    amount = f"needs about {_size(needed)}, " if needed else ""
+    return DiskFullError(
+        f"not enough disk space in {folder} for {what}: {amount}{_size(free)} free",
+        hint="free some space (or choose another folder) and run the same command again: finished work is kept",
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

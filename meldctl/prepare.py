@@ -22,10 +22,13 @@ from meldctl.data.download import download
 from meldctl.data.extract import extract_meld
 from meldctl.data.manifest import ManifestRow, Status, count_statuses, read_manifest, write_manifest
 from meldctl.data.meld import MeldLayout, Utterance, find_layout, parse_clip_name, read_labels
-from meldctl.errors import DataError, MediaError
-from meldctl.io import write_text_atomic
+from meldctl.errors import DataError, DiskFullError, MediaError
+from meldctl.io import atomic_path, check_free_space, disk_full, remove_stale_temporaries, write_text_atomic
 from meldctl.media.ffmpeg import extract_audio, probe_clip
 from meldctl.settings import DataSettings
+
+# A 16 kHz mono 16-bit WAV of a MELD utterance (3.6 s on average, plus margin): to say how much room is needed.
+_WAV_BYTES_PER_CLIP = 5 * 32_000
 
 
 @dataclass(frozen=True)
@@ -181,10 +184,11 @@ def _attach_clips(source: Path | None, data_dir: Path, split: str, *, copy: bool
         return None
     if copy:
         clips.mkdir(parents=True, exist_ok=True)
-        for clip in source.glob("*.mp4"):
-            target = clips / clip.name
-            if not target.is_file() or target.stat().st_size != clip.stat().st_size:
-                shutil.copyfile(clip, target)
+        todo = [c for c in source.glob("*.mp4") if not (clips / c.name).is_file()]
+        check_free_space(clips, sum(c.stat().st_size for c in todo), f"the {split} clips")
+        for clip in todo:
+            with atomic_path(clips / clip.name) as tmp:  # a full disk never leaves a clip that looks complete
+                shutil.copyfile(clip, tmp)
     elif not clips.is_symlink():
         clips.parent.mkdir(parents=True, exist_ok=True)
         target = source.resolve()
@@ -200,13 +204,6 @@ def _scan_clips(clips: Path | None) -> dict[str, Path]:
     if clips is None:
         return {}
     return {p.name: p for p in sorted(clips.iterdir()) if p.suffix == ".mp4" and not p.name.startswith(".")}
-
-
-def _remove_stale_temporaries(audio_dir: Path) -> None:
-    # A run killed mid-extraction leaves `.name.wav.XXXX.tmp`; a complete WAV only ever appears by rename.
-    if audio_dir.is_dir():
-        for tmp in audio_dir.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
 
 
 def examine_clip(
@@ -275,7 +272,7 @@ def _prepare_split(
     clips_dir = _attach_clips(layout.clip_dirs[split], data_dir, split, copy=copy)
     files = _scan_clips(clips_dir)
     audio_dir = data_dir / "audio" / split
-    _remove_stale_temporaries(audio_dir)
+    remove_stale_temporaries(audio_dir)  # a run killed mid-extraction leaves `.name.wav.*.tmp`
     previous = _previous_rows(data_dir, split)
     outcomes: dict[str, ClipOutcome] = {}
     futures: dict[Future[ClipOutcome], str] = {}
@@ -295,7 +292,11 @@ def _prepare_split(
         futures[future] = utt.key
     _notify(progress, PrepareEvent("clips", 0, len(futures), split))
     for done, future in enumerate(as_completed(futures), start=1):
-        outcomes[futures[future]] = future.result()
+        try:
+            outcomes[futures[future]] = future.result()
+        except DiskFullError as exc:
+            left = sum(1 for f in futures if not f.done()) + 1
+            raise disk_full(audio_dir, f"the audio of {left} more {split} clips", left * _WAV_BYTES_PER_CLIP) from exc
         _notify(progress, PrepareEvent("clips", done, len(futures), split))
     rows = [
         _row(

@@ -7,6 +7,7 @@ import soundfile as sf
 from helpers import tar_gz_bytes
 from meld_fixtures import clip, make_defect_folder, write_csv
 
+from meldctl import io
 from meldctl.data.manifest import read_manifest
 from meldctl.errors import DataError
 from meldctl.prepare import PrepareEvent, prepare
@@ -71,10 +72,23 @@ def test_rerun_extracts_nothing_and_finishes_interrupted_work(tmp_path: Path, de
     # What a kill mid-extraction leaves: a missing WAV and a temporary file that must not survive.
     wav = tmp_path / "audio" / "test" / "dia0_utt0.wav"
     wav.unlink()
-    stale = wav.with_name(".dia0_utt0.wav.abc123.tmp")
+    stale = wav.with_name(f".dia0_utt0.wav.{dead_writer_tag()}.abc123.tmp")
     stale.write_bytes(b"half")
+    live = wav.with_name(f".dia0_utt1.wav.{io._tag()}.def456.tmp")  # a write in progress in a live process
+    live.write_bytes(b"busy")
     third = prepare(_settings(defects, tmp_path))
     assert third.extracted == 1 and wav.is_file() and not stale.exists()
+    assert live.exists()
+
+
+def dead_writer_tag() -> str:
+    """The temporary-file tag of a process of this host that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return f"{io._tag().rsplit('-', 1)[0]}-{child.pid}"
 
 
 def test_a_lower_limit_turns_a_previous_ok_into_too_long(tmp_path: Path, defects: Path) -> None:

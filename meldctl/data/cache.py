@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import torch
 from meldctl.data.kinds import CacheSpec, FeatureKind
 from meldctl.data.manifest import ManifestRow
 from meldctl.errors import DataError, Interrupted
-from meldctl.io import write_text_atomic
+from meldctl.io import check_free_space, disk_full, remove_stale_temporaries, write_text_atomic
 from meldctl.model.config import PreprocessConfig
 
 FLUSH_EVERY = 8  # batches between flushes of a partial cache
@@ -215,6 +214,7 @@ class SplitCache:
                     raise Interrupted(f"stopped while waiting for another process ({self.label})", ctx.stop_signal())
                 time.sleep(0.5)
             try:
+                remove_stale_temporaries(self.folder)  # left by a killed builder of this folder
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
@@ -228,36 +228,21 @@ def _try_lock(handle: Any) -> bool:
     return True
 
 
-def check_free_space(folder: Path, needed: int, what: str) -> None:
-    """Refuse, in one line, to start writing `needed` bytes into a folder that has less free space.
-
-    Raises:
-        DataError: naming the folder, what needs the space, and how much is missing.
-    """
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise DataError(
-            f"not enough disk space in {folder} for {what}: needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB free",
-            hint="free some space (or move --data-dir) and run the command again: finished work is kept",
-        )
-
-
 def _allocated_memmap(path: Path, dtype: str, shape: tuple[int, ...], what: str) -> np.ndarray:
     """A new `.npy` memory map whose blocks are all allocated now (no SIGBUS later on a full disk)."""
     array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    size = os.path.getsize(path)
     try:
         with open(path, "r+b") as handle:
-            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+            os.posix_fallocate(handle.fileno(), 0, size)
     except OSError as exc:
         del array
         path.unlink(missing_ok=True)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DataError(
-                f"no space left in {path.parent} for {what}", hint="free some space and run the command again"
-            ) from None
+            raise disk_full(path.parent, what, size) from None
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: write as we go
             raise
-        array = np.lib.format.open_memmap(path, mode="r+")
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     return array
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meldctl.errors import DataError
+from meldctl.io import check_free_space
 
 ByteProgress = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes or None) as a download advances."""
@@ -87,6 +88,8 @@ def _fetch_once(url: str, part: Path, progress: ByteProgress | None, timeout_s: 
         if response.status != 206:
             offset = 0  # the server ignored Range: start over rather than append a second copy
         total = total_size(response.status, response.headers, offset)
+        if total is not None:
+            check_free_space(part.parent, total - offset, f"the rest of {part.name.removesuffix('.part')}")
         with part.open("ab" if offset else "wb") as out:
             done = offset
             while chunk := response.read(CHUNK):

@@ -6,6 +6,7 @@ interrupted extraction never leaves a folder that looks complete; a rerun starts
 
 from __future__ import annotations
 
+import errno
 import gzip
 import shutil
 import tarfile
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from meldctl.errors import DataError
+from meldctl.io import check_free_space, disk_full
 
 MemberProgress = Callable[[str], None]
 """Called with each member's name as it is extracted."""
@@ -70,6 +72,8 @@ def _extract_one(archive: Path, target: Path, progress: MemberProgress | None) -
             hint="delete it and download it again",
         ) from None
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(target, f"the contents of {archive.name}", archive.stat().st_size) from None
         raise DataError(f"cannot extract {archive}: {exc}") from None
 
 
@@ -92,6 +96,9 @@ def extract_meld(archive: Path, dest: Path, *, progress: MemberProgress | None =
     work = dest.with_name(f".{dest.name}.partial")
     if work.exists():
         shutil.rmtree(work)  # left by an interrupted run: start over
+    # The clips are already compressed, so each archive unpacks to about its own size; at the peak the outer
+    # archive's members and the largest inner archive's contents exist together (MELD: about 1.75x).
+    check_free_space(dest.parent, int(Path(archive).stat().st_size * 1.8), f"the contents of {Path(archive).name}")
     work.mkdir(parents=True)
     try:
         _extract_one(Path(archive), work, progress)

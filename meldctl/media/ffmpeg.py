@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from meldctl.errors import MediaError
-from meldctl.io import atomic_path
+from meldctl.io import atomic_path, disk_full
 
 AUDIO_SAMPLE_RATE = 16000
 
@@ -152,6 +152,7 @@ def extract_audio(clip: Path, wav: Path, *, sample_rate: int = AUDIO_SAMPLE_RATE
 
     Raises:
         MediaError: FFmpeg failed or ran past the timeout; no file is left at `wav` in either case.
+        DiskFullError: the folder of `wav` is full (not a fault of the clip).
     """
     clip, wav = Path(clip).absolute(), Path(wav).absolute()
     with atomic_path(wav) as tmp:
@@ -161,7 +162,11 @@ def extract_audio(clip: Path, wav: Path, *, sample_rate: int = AUDIO_SAMPLE_RATE
         except subprocess.TimeoutExpired:
             raise MediaError(f"{clip}: FFmpeg audio extraction ran past {timeout_s:g} s") from None
         if done.returncode != 0:
-            reason = _last_line(done.stderr.decode("utf-8", "replace")) or f"exit code {done.returncode}"
+            stderr = done.stderr.decode("utf-8", "replace")
+            if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
+                # Not the clip's fault: the whole command stops, and the clip is not recorded as broken.
+                raise disk_full(wav.parent, f"the audio of {clip.name}")
+            reason = _last_line(stderr) or f"exit code {done.returncode}"
             raise MediaError(f"{clip}: FFmpeg audio extraction failed ({reason})")
     return wav
 

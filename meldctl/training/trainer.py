@@ -12,6 +12,7 @@ ones, in the same order, with the same dropout masks: on the CPU its final weigh
 
 from __future__ import annotations
 
+import errno
 import math
 import random
 import shutil
@@ -29,7 +30,7 @@ from meldctl.data.kinds import kinds_for
 from meldctl.data.loading import worker_init
 from meldctl.data.manifest import read_manifest
 from meldctl.errors import DataError, MeldError
-from meldctl.io import write_text_atomic
+from meldctl.io import disk_full, write_text_atomic
 from meldctl.labels import EMOTIONS, SENTIMENTS
 from meldctl.model import MeldModel, PreprocessConfig, build_model
 from meldctl.model.checkpoint import load_checkpoint, save_checkpoint
@@ -407,25 +408,30 @@ def _fit(run: _Run, state: RunState, train_loader: Any, sampler: EpochBatches) -
                 last_save = time.monotonic()
             if stop:
                 return _result(run, state, "interrupted", epochs_run)
-        record = _score(run, state, meter)
+        record, dev, improved = _score(run, state, meter)
+        if improved:
+            run.save("best.pt", record)
         state.epoch, state.batches_done, state.meter = state.epoch + 1, 0, None
         run.save("last.pt", record, state)
         last_save = time.monotonic()
         epochs_run += 1
+        if info.is_main:  # after the checkpoints: losing a log line must never cost a checkpoint
+            run.board.epoch(record, dev, improved)
+            run.reporter.epoch_end({**record, "improved": improved})
         if dist.broadcast_flag(info, 0 < train.patience <= state.bad_epochs, device):
             stopped = "early_stopping"
             break
     return _result(run, state, stopped, epochs_run)
 
 
-def _score(run: _Run, state: RunState, meter: Meter) -> dict[str, Any]:
-    """End of an epoch: the train loss over every rank, dev scores and best.pt on rank 0, TensorBoard."""
+def _score(run: _Run, state: RunState, meter: Meter) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """End of an epoch: the train loss over every rank, dev scores on rank 0, and whether they are the best."""
     samples, loss = dist.all_reduce_sum(
         run.info, [float(meter.samples), meter.summary()["train_loss"] * meter.samples], run.device
     )
     record: dict[str, Any] = {"epoch": state.epoch, "lr": run.scheduler.get_last_lr()[0]}
     record.update(meter.summary(total_samples=samples, total_loss=loss))
-    improved = False
+    improved, dev = False, {}
     if run.info.is_main:
         preds = predict(run.model, run.dev_loader, run.device, criterion=run.criterion, amp_dtype=run.amp_dtype)
         dev = dev_metrics(preds)
@@ -436,11 +442,7 @@ def _score(run: _Run, state: RunState, meter: Meter) -> dict[str, Any]:
             state.best_metric, state.best_epoch, state.bad_epochs = record["dev_emotion_weighted_f1"], state.epoch, 0
         else:
             state.bad_epochs += 1
-        run.board.epoch(record, dev, improved)
-        run.reporter.epoch_end({**record, "improved": improved})
-    if dist.broadcast_flag(run.info, improved, run.device):
-        run.save("best.pt", record)
-    return record
+    return record, dev, dist.broadcast_flag(run.info, improved, run.device)
 
 
 def _dev_record(dev: dict[str, Any], loss: float) -> dict[str, float]:
@@ -489,6 +491,14 @@ class _TensorBoard:
         return self.writer
 
     def epoch(self, record: dict[str, Any], dev: dict[str, Any], improved: bool) -> None:
+        try:
+            self._write(record, dev, improved)
+        except OSError as exc:  # TensorBoard's writer thread reports a full disk here
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise disk_full(self.folder, "the TensorBoard logs") from None
+
+    def _write(self, record: dict[str, Any], dev: dict[str, Any], improved: bool) -> None:
         writer, step = self._open(), record["epoch"]
         for key, value in record.items():
             if key != "epoch":

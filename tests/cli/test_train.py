@@ -196,3 +196,84 @@ def test_a_command_that_fails_its_checks_creates_nothing(fast_sample: Path, tiny
     result = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), "--batch-size", "1"])
     assert result.exit_code == 2 and "batch_size" in result.output and not run.exists()
     assert "Traceback" not in result.output
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        found += [int(c) for c in text.split()]
+    return found
+
+
+def _wait_for(predicate, seconds: float = 240) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_the_cache_build_is_one_line_and_keeps_the_rows(
+    prepared_copy: Path, tiny_bert: Path, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    run = tmp_path / "run"
+    args = _args(prepared_copy, tiny_bert, run, "--modalities", "video", "--epochs", "1")  # 16 frames of 112x112
+    proc = subprocess.Popen([sys.executable, "-m", "meldctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), start_new_session=True)  # fmt: skip
+    assert _wait_for(lambda: list(prepared_copy.glob("cache/video_features-*/train.partial.npy")) or proc.poll())
+    os.killpg(proc.pid, sig)  # the whole process group, as a terminal's Ctrl-C or `kill -TERM -PGID` does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert f"Stopped by {sig.name}" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith(("Stopped", "Error"))]) == 1
+    assert not run.exists()  # nothing to resume yet: no run folder left behind
+    assert _wait_for(lambda: not _group_alive(proc.pid), 30)
+
+
+def test_sigterm_to_the_group_while_workers_decode_and_workers_die_with_their_parent(
+    prepared_copy: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    args = [
+        *_args(prepared_copy, tiny_bert, run, "--no-cache", "--modalities", "audio", "--epochs", "50"),
+        "--workers",
+        "2",
+    ]
+    env = {**_env(), "MELDCTL_TRAIN__WORKERS": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "meldctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)  # fmt: skip
+    assert _wait_for(lambda: (run / "settings.toml").exists() or proc.poll() is not None), proc.communicate()[1]
+    assert _wait_for(lambda: len(_children(proc.pid)) >= 2 or proc.poll() is not None)  # the loader's workers
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Stopped by SIGTERM" in err and "Traceback" not in err and "DataLoader worker" not in err
+    read_checkpoint(run / "last.pt")
+    # Killed outright (SIGKILL: no chance to clean up), the parent must not leave its decoding workers behind.
+    proc = subprocess.Popen([sys.executable, "-m", "meldctl", *args, "--resume", str(run)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
+    assert _wait_for(lambda: len(_children(proc.pid)) >= 2)
+    workers = _children(proc.pid)
+    proc.kill()
+    proc.wait()
+    assert _wait_for(lambda: not any(_running(w) for w in workers), 20), "workers outlived the parent"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit status may wait a while for the container's init to collect)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
