@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from meldctl import __version__
+from meldctl.cli import cache as cache_cmd
 from meldctl.cli import config as config_cmd
 from meldctl.cli import eval as eval_cmd
 from meldctl.cli import logs as logs_cmd
@@ -20,6 +22,17 @@ from meldctl.cli import prepare as prepare_cmd
 from meldctl.cli import train as train_cmd
 from meldctl.cli.common import console, root
 from meldctl.errors import MeldError
+
+
+class Terminated(BaseException):  # noqa: N818  (like KeyboardInterrupt: a request, not an error)
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every command stops cleanly.
+
+    Long commands (train, eval) replace this with a polite stop request while they run (`GracefulStop`).
+    """
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class _MeldGroup(TyperGroup):
@@ -35,11 +48,12 @@ class _MeldGroup(TyperGroup):
             if exc.hint:
                 console.print(f"[dim]Hint: {escape(exc.hint)}[/]", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated) as exc:
             if root.debug:
                 raise
-            console.print("[yellow]Interrupted.[/]")
-            raise typer.Exit(130) from None
+            name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            console.print(f"[yellow]Stopped by {name}.[/] Run the same command again: finished work is kept.")
+            raise typer.Exit(143 if name == "SIGTERM" else 130) from None
         except OSError as exc:
             if root.debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -87,8 +101,10 @@ app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.add_typer(logs_cmd.app, name="logs")
+app.add_typer(cache_cmd.app, name="cache")
 
 
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()

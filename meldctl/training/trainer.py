@@ -164,7 +164,7 @@ def run_training(
     info = dist.setup(device, train.dist_timeout_s)
     reporter = reporter if reporter is not None and info.is_main else Reporter()
     try:
-        seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
+        seed_everything(train.seed)  # the same initial weights on every rank (and in `meldctl cache build`)
         start = _start(model_settings, resume, device)
         model, preprocess = start["model"], start["preprocess"]
         rows = {split: read_manifest(data.data_dir, split) for split in ("train", "dev")}
@@ -193,6 +193,7 @@ def run_training(
         optimizer = build_optimizer(model, train)
         scheduler = _schedule(optimizer, train.epochs * max(1, len(sampler)), train.warmup_ratio)
         amp_dtype, scaler = _amp(device, train.precision)
+        seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
         state = RunState()
         if start["training"] is not None:
             state = _restore(start["training"], optimizer, scheduler, scaler, info)
