@@ -199,11 +199,12 @@ def run_training(
             state = _restore(start["training"], optimizer, scheduler, scaler, info)
             _carry_best(resume if resume.is_dir() else resume.parent, run_dir)
         run = _Run(
-            model, wrapped, preprocess, start["tokenizer_files"], criterion, optimizer, scheduler, amp_dtype, scaler,
-            train, run_dir, info, device, reporter, should_stop, stop_signal,
+            model=model, wrapped=wrapped, preprocess=preprocess, tokenizer_files=start["tokenizer_files"],
+            criterion=criterion, optimizer=optimizer, scheduler=scheduler, amp_dtype=amp_dtype, scaler=scaler,
+            train=train, run_dir=run_dir, info=info, device=device, reporter=reporter, dev_loader=dev_loader,
+            should_stop=should_stop, stop_signal=stop_signal,
             extra={"train_counts": {"emotion": counts[0], "sentiment": counts[1]}, "data_dir": str(data.data_dir)},
         )  # fmt: skip
-        run.dev_loader = dev_loader
         if settings_toml is not None and info.is_main:
             write_text_atomic(run_dir / "settings.toml", settings_toml)
         result = _fit(run, state, train_loader, sampler)
