@@ -28,9 +28,14 @@ class RootOptions:
 root = RootOptions()
 
 
-def resolve_settings(**sections: dict[str, Any]) -> Settings:
-    """Settings with these command-line values on top (None values are not flags that were given)."""
-    return load_settings(root.config, sections)
+def resolve_settings(job: dict[str, dict[str, Any]] | None = None, **sections: dict[str, Any]) -> Settings:
+    """Settings with these command-line values on top (None values are not flags that were given).
+
+    Args:
+        job: Inside a SageMaker job, its layer (`SageMakerJob.settings_layer()`), below the flags.
+        sections: The flags, as `section={key: value}`.
+    """
+    return load_settings(root.config, sections, job=job)
 
 
 def print_json(payload: Any) -> None:
