@@ -178,6 +178,8 @@ def test_help_imports_neither_boto3_nor_the_sdk() -> None:
         "import sys; from typer.testing import CliRunner; from meldctl.cli import app;"
         "r = CliRunner().invoke(app, ['logs', '--help']); assert r.exit_code == 0, r.output;"
         "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output;"
+        "r = CliRunner().invoke(app, ['doctor', '--help']); assert r.exit_code == 0, r.output;"
+        "r = CliRunner().invoke(app, ['weights', 'fetch', '--help']); assert r.exit_code == 0, r.output;"
         "print(sorted(m for m in ('boto3', 'botocore', 'sagemaker', 'torch') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
