@@ -4,7 +4,7 @@ import json
 
 import boto3
 import pytest
-from aws_servers import ROLE, aws_env, moto_server, no_credentials, s3_client, s3_server  # noqa: F401
+from aws_servers import ROLE, aws_env, moto_server, s3_client, s3_server  # noqa: F401
 
 from meldctl.errors import RemoteError
 from meldctl.remote.aws import session
@@ -48,13 +48,6 @@ def test_the_dry_run_shows_the_request_the_sdk_sends(aws_env: str) -> None:  # n
         for o in s3_client().list_objects_v2(Bucket=aws_env, Prefix=prefix)["Contents"]
     }
     assert {"meldctl/__init__.py", "requirements.txt"} <= staged
-
-
-def test_a_dry_run_needs_no_credentials(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    no_credentials(monkeypatch, tmp_path)
-    planned = create_job(spec("b"), dry_run_session("us-east-1"), dry_run=True)
-    assert planned.request["RoleArn"] == ROLE
-    assert planned.request["OutputDataConfig"]["S3OutputPath"] == "s3://b/meldctl/meldctl-0a0b0c/output"
 
 
 def test_a_quota_of_zero_is_one_line_with_the_quota_to_ask_for(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
