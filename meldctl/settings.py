@@ -1,4 +1,5 @@
-"""Resolved settings: command-line flags over `MELDCTL_*` environment over a TOML file over defaults.
+"""Resolved settings: command-line flags over a SageMaker job's hyperparameters over `MELDCTL_*` environment over
+a TOML file over defaults.
 
 `load_settings()` is the only code that reads the environment or the TOML file. Commands hand one
 section (`settings.train`, ...) to the code below them.
@@ -155,6 +156,9 @@ class RemoteSettings(_Section):
     image: str | None = Field(None, description="Training image URI; default the AWS PyTorch image for the region.")
     data: str | None = Field(None, description="s3:// prefix of the prepared data, or a local folder to upload.")
     wait: bool = Field(True, description="Follow the job until it ends.")
+    network_isolation: bool = Field(
+        False, description="Run the job without network access (needs an image with meldctl and its weights)."
+    )
     checkpoint_dir: str = Field("/opt/ml/checkpoints", description="Checkpoint folder inside the job.")
     tensorboard_dir: str = Field("/opt/ml/output/tensorboard", description="TensorBoard folder inside the job.")
 
@@ -183,6 +187,9 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
+Source = Literal["default", "toml", "env", "job", "flag"]
+
+
 @dataclass(frozen=True)
 class SettingRow:
     """One resolved setting, for `config show` and the docs."""
@@ -190,7 +197,7 @@ class SettingRow:
     section: str
     key: str
     value: Any
-    source: Literal["default", "toml", "env", "flag"]
+    source: Source
     description: str
 
     @property
@@ -203,10 +210,11 @@ class _Layers:
     toml: dict[str, Any]
     toml_path: Path | None
     env: dict[str, Any]
+    job: dict[str, Any]
     flags: dict[str, Any]
 
-    def source_of(self, section: str, key: str) -> Literal["default", "toml", "env", "flag"]:
-        for name, layer in (("flag", self.flags), ("env", self.env), ("toml", self.toml)):
+    def source_of(self, section: str, key: str) -> Source:
+        for name, layer in (("flag", self.flags), ("job", self.job), ("env", self.env), ("toml", self.toml)):
             if key in (layer.get(section) or {}):
                 return name  # type: ignore[return-value]
         return "default"
@@ -217,6 +225,8 @@ class _Layers:
             return f"environment variable {ENV_PREFIX}{section.upper()}__{key.upper()}"
         if source == "toml":
             return f"{self.toml_path} [{section}] {key}"
+        if source == "job":
+            return f"the SageMaker job (hyperparameter {section}__{key}, or its folders)"
         if source == "flag":
             return "command-line flag"
         return "default"
@@ -248,15 +258,19 @@ def _read_env() -> dict[str, Any]:
     return {k: v for k, v in env.items() if isinstance(v, dict)}
 
 
-def _layers(config_path: Path | None, overrides: Mapping[str, Mapping[str, Any]] | None) -> _Layers:
+Overrides = Mapping[str, Mapping[str, Any]]
+
+
+def _layers(config_path: Path | None, overrides: Overrides | None, job: Overrides | None) -> _Layers:
     toml, toml_path = _read_toml(config_path)
     flags = {s: {k: v for k, v in body.items() if v is not None} for s, body in (overrides or {}).items()}
-    return _Layers(toml=toml, toml_path=toml_path, env=_read_env(), flags=flags)
+    jobs = {s: dict(body) for s, body in (job or {}).items()}
+    return _Layers(toml=toml, toml_path=toml_path, env=_read_env(), job=jobs, flags=flags)
 
 
 def _merge(layers: _Layers) -> dict[str, Any]:
     merged: dict[str, dict[str, Any]] = {}
-    for layer in (layers.toml, layers.env, layers.flags):
+    for layer in (layers.toml, layers.env, layers.job, layers.flags):
         for section, body in layer.items():
             merged.setdefault(section, {}).update(body)
     return merged
@@ -280,29 +294,29 @@ def _explain(exc: ValidationError, layers: _Layers) -> ConfigError:
 
 
 def load_settings(
-    config_path: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+    config_path: Path | None = None, overrides: Overrides | None = None, *, job: Overrides | None = None
 ) -> Settings:
     """Resolve the settings.
 
     Args:
         config_path: A TOML file; None reads `./meldctl.toml` when it exists.
         overrides: Command-line values as `{section: {key: value}}`; None values are dropped.
+        job: Inside a SageMaker job, its hyperparameters and folders (`SageMakerJob.settings_layer()`): above
+            the environment and the TOML file, below command-line flags.
 
     Raises:
         ConfigError: a malformed TOML file, an unknown key or a value of the wrong type.
     """
-    layers = _layers(config_path, overrides)
+    layers = _layers(config_path, overrides, job)
     try:
         return Settings(**_merge(layers))
     except ValidationError as exc:
         raise _explain(exc, layers) from None
 
 
-def describe_settings(
-    config_path: Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None
-) -> list[SettingRow]:
+def describe_settings(config_path: Path | None = None, overrides: Overrides | None = None) -> list[SettingRow]:
     """Every resolved setting with the layer it came from."""
-    layers = _layers(config_path, overrides)
+    layers = _layers(config_path, overrides, None)
     try:
         settings = Settings(**_merge(layers))
     except ValidationError as exc:

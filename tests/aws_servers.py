@@ -65,7 +65,7 @@ def _wait_until(check, server: Server, what: str, timeout: float = 60.0) -> None
     raise RuntimeError(f"{what} did not start within {timeout} s")
 
 
-def _start_moto(log: Path) -> Server:
+def start_moto(log: Path) -> Server:
     port = free_port()
     with open(log, "wb") as out:
         process = subprocess.Popen([_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
@@ -79,7 +79,7 @@ def _start_moto(log: Path) -> Server:
     return server
 
 
-def _start_weed(folder: Path) -> Server:
+def start_weed(folder: Path) -> Server:
     names = ("master", "volume", "filer", "s3", "admin", "webdav")
     ports = {name: free_port() for name in names}
     # gRPC ports default to the HTTP port + 10000, which overflows for high ephemeral ports: pick them too.
@@ -121,7 +121,7 @@ def _shared(request: pytest.FixtureRequest, key: str, start) -> Server:  # noqa:
 
 @pytest.fixture
 def moto_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Server:
-    server = _shared(request, "moto", lambda: _start_moto(tmp_path_factory.getbasetemp() / "moto.log"))
+    server = _shared(request, "moto", lambda: start_moto(tmp_path_factory.getbasetemp() / "moto.log"))
     reset = urllib.request.Request(f"{server.url}/moto-api/reset", method="POST")
     urllib.request.urlopen(reset, timeout=10).close()  # every test starts with no jobs and no logs
     return server
@@ -129,7 +129,7 @@ def moto_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def s3_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Server:
-    return _shared(request, "weed", lambda: _start_weed(tmp_path_factory.mktemp("seaweedfs")))
+    return _shared(request, "weed", lambda: start_weed(tmp_path_factory.mktemp("seaweedfs")))
 
 
 @pytest.fixture
@@ -161,6 +161,16 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto_server: Server
     return bucket
 
 
+@pytest.fixture
+def moto_s3_env(aws_env: str, moto_server: Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`aws_env` with S3 in moto too: moto keeps any key as given (SeaweedFS refuses `..`) and knows bucket
+    regions, as S3 does. Returns a fresh bucket's name (in us-east-1)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.url)
+    bucket = f"meldctl-{uuid.uuid4().hex[:12]}"
+    s3_client().create_bucket(Bucket=bucket)
+    return bucket
+
+
 def s3_client():  # noqa: ANN201
     import boto3
 
@@ -184,7 +194,7 @@ def model_archive(files: dict[str, bytes]) -> bytes:
     return tar_gz_bytes(files)
 
 
-def create_training_job(bucket: str, name: str) -> str:
+def create_training_job(bucket: str, name: str, *, instance_count: int = 1) -> str:
     """A job as moto records it (Completed at once; its model at OUTPUT/NAME/output/model.tar.gz) whose
     TensorBoard prefix is in `bucket`; returns that prefix's key."""
     import boto3
@@ -195,7 +205,7 @@ def create_training_job(bucket: str, name: str) -> str:
         RoleArn=ROLE,
         AlgorithmSpecification={"TrainingImage": "img", "TrainingInputMode": "File"},
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/meldctl/{name}/output"},
-        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": instance_count, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 600},
         TensorBoardOutputConfig={"S3OutputPath": f"s3://{bucket}/{prefix}", "LocalPath": "/opt/ml/output/tensorboard"},
     )

@@ -66,3 +66,14 @@ def train_small(sample_data: Path, tiny_bert: Path, folder: Path, **model: objec
 def trained_run(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with best.pt of a small three-modality model trained one epoch on the sample."""
     return train_small(sample_data, tiny_bert, tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def r3d_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real R3D-18 state dict (randomly initialised: the Kinetics-400 file cannot be downloaded here)."""
+    import torch
+    from torchvision.models.video import r3d_18
+
+    path = tmp_path_factory.mktemp("r3d") / "r3d_18.pth"
+    torch.save(r3d_18(weights=None).state_dict(), path)
+    return path

@@ -15,11 +15,13 @@ from typer.core import TyperGroup
 from meldctl import __version__
 from meldctl.cli import cache as cache_cmd
 from meldctl.cli import config as config_cmd
+from meldctl.cli import doctor as doctor_cmd
 from meldctl.cli import eval as eval_cmd
 from meldctl.cli import logs as logs_cmd
 from meldctl.cli import predict as predict_cmd
 from meldctl.cli import prepare as prepare_cmd
 from meldctl.cli import train as train_cmd
+from meldctl.cli import weights as weights_cmd
 from meldctl.cli.common import console, root
 from meldctl.errors import MeldError
 
@@ -102,6 +104,8 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(cache_cmd.app, name="cache")
+app.add_typer(weights_cmd.app, name="weights")
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def main() -> None:

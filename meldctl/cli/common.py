@@ -28,14 +28,17 @@ class RootOptions:
 root = RootOptions()
 
 
-def resolve_settings(config: Path | None = None, **sections: dict[str, Any]) -> Settings:
+def resolve_settings(
+    config: Path | None = None, job: dict[str, dict[str, Any]] | None = None, **sections: dict[str, Any]
+) -> Settings:
     """Settings with these command-line values on top (None values are not flags that were given).
 
     Args:
         config: The TOML file to read instead of `--config` / `./meldctl.toml` (a resumed run's settings).
-        **sections: `{key: value}` per section, from the command's flags.
+        job: Inside a SageMaker job, its layer (`SageMakerJob.settings_layer()`), below the flags.
+        sections: The flags, as `section={key: value}`.
     """
-    return load_settings(config or root.config, sections)
+    return load_settings(config or root.config, sections, job=job)
 
 
 def print_json(payload: Any) -> None:

@@ -15,7 +15,9 @@ app = typer.Typer(help="Follow SageMaker training jobs: TensorBoard files, Cloud
 
 Region = Annotated[str | None, typer.Option(help="AWS region (default: remote.region, else the AWS configuration).")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep going until the job ends.")]
-POLL_S = 15.0
+SYNC_POLL_S = 15.0  # TensorBoard writes event files every few tens of seconds
+TAIL_POLL_S = 5.0  # a few seconds between polls, as `aws logs tail --follow`
+SKIPPED_EXIT = 3
 
 
 @app.command("sync")
@@ -26,28 +28,48 @@ def sync(
     region: Region = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout.")] = False,
 ) -> None:
-    """Bring a job's TensorBoard event files home, copying only new files and the new tail of grown ones."""
+    """Bring a job's TensorBoard event files home, copying only new files and the new tail of grown ones.
+
+    An S3 key that would land outside the destination (absolute, `..`, backslashes) is skipped with a warning;
+    the others are synced, and the exit code is 3.
+    """
     from meldctl.remote.logs import sync_tensorboard
 
     settings = resolve_settings(remote={"region": region})
-    result = sync_tensorboard(settings, source, dest=dest, follow=follow, poll_s=POLL_S, on_round=_round)
+    result = sync_tensorboard(settings, source, dest=dest, follow=follow, poll_s=SYNC_POLL_S, on_round=_round)
+    for key in result.refused:
+        console.print(f"[yellow]Warning:[/] skipped S3 key {escape(repr(key))}: it would land outside {result.dest}",
+                      soft_wrap=True)  # fmt: skip
     if as_json:
-        print_json({"source": result.uri, "dest": result.dest, "copied": result.copied, "bytes": result.bytes})
+        print_json({"source": result.uri, "dest": result.dest, "copied": result.copied, "bytes": result.bytes,
+                    "skipped_unsafe": result.refused})  # fmt: skip
     console.print(f"tensorboard --logdir {result.dest}", markup=False, soft_wrap=True)
+    if result.refused:
+        raise typer.Exit(SKIPPED_EXIT)
 
 
 @app.command("tail")
 def tail(
     job_name: Annotated[str, typer.Argument(help="The training job.")],
     follow: Follow = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only lines from then on: 10m, 2h, 1d, or an ISO time (UTC) such as 2025-01-31T12:00."),
+    ] = None,
     region: Region = None,
 ) -> None:
-    """Print the job's CloudWatch log (group /aws/sagemaker/TrainingJobs), every instance."""
-    from meldctl.remote.logs import tail_job
+    """Print the job's CloudWatch log (group /aws/sagemaker/TrainingJobs), every instance; with several
+    instances each line starts with its host, [algo-1], [algo-2], ..."""
+    from meldctl.remote.logs import job_status, parse_since, tail_job
 
+    try:
+        since_ms = parse_since(since) if since is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
     settings = resolve_settings(remote={"region": region})
-    for line in tail_job(settings, job_name, follow=follow, poll_s=POLL_S):
-        typer.echo(line.message)
+    several = job_status(settings, job_name).instance_count > 1
+    for line in tail_job(settings, job_name, follow=follow, poll_s=TAIL_POLL_S, since_ms=since_ms):
+        typer.echo(f"[{line.host}] {line.message}" if several else line.message)
 
 
 @app.command("list")

@@ -73,8 +73,19 @@ def train(
     wait: Annotated[
         bool | None, typer.Option("--wait/--no-wait", help="Follow the job to its end.", rich_help_panel=_REMOTE)
     ] = None,
+    network_isolation: Annotated[
+        bool | None,
+        typer.Option(
+            "--network-isolation/--network",
+            help="Run the job without network access (needs --image with meldctl and its weights).",
+            rich_help_panel=_REMOTE,
+        ),
+    ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the job request and exit (no AWS calls).", rich_help_panel=_REMOTE)
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the request the SageMaker SDK would send and exit.", rich_help_panel=_REMOTE
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
@@ -83,23 +94,17 @@ def train(
     Frozen encoders' features are cached under the data folder, so every epoch after the first (and every
     later run with the same encoders) costs only the small trainable part. Ctrl-C saves last.pt; --resume
     continues. For several processes: torchrun --nproc_per_node N -m meldctl train ...
+    Inside a SageMaker training job it follows the job's contract (docs/remote.md).
     """
-    from meldctl.cli.train_local import resume_checkpoint, run_settings_file
-
-    run_config = None
-    if resume is not None and not remote:
-        resume_checkpoint(resume)
-        run_config = run_settings_file(resume)
-    settings = resolve_settings(
-        run_config,
-        data={"data_dir": data_dir, "cache": cache},
-        model={
+    flags = {
+        "data": {"data_dir": data_dir, "cache": cache},
+        "model": {
             "modalities": modalities,
             "text_model": text_model,
             "video_weights": video_weights,
             "freeze_text": freeze_text,
         },
-        train={
+        "train": {
             "run_dir": run_dir,
             "epochs": epochs,
             "batch_size": batch_size,
@@ -108,7 +113,7 @@ def train(
             "seed": seed,
             "workers": workers,
         },
-        remote={
+        "remote": {
             "instance_type": instance_type,
             "instance_count": instance_count,
             "max_run": max_run,
@@ -121,13 +126,29 @@ def train(
             "image": image,
             "data": data,
             "wait": wait,
+            "network_isolation": network_isolation,
         },
-    )
+    }
     if remote or dry_run:
         from meldctl.cli.train_remote import submit_remote
 
-        submit_remote(settings, dry_run=dry_run, as_json=as_json)
+        submit_remote(resolve_settings(**flags), dry_run=dry_run, as_json=as_json)
         return
+    from meldctl.training.sagemaker_env import detect
+
+    job = detect()
+    if job is not None:
+        from meldctl.cli.train_job import run_in_job
+
+        run_in_job(job, flags, as_json=as_json)
+        return
+    from meldctl.cli.train_local import resume_checkpoint, run_settings_file
+
+    run_config = None
+    if resume is not None:
+        resume_checkpoint(resume)
+        run_config = run_settings_file(resume)  # the run's own settings, under the flags given now
+    settings = resolve_settings(run_config, **flags)
     from meldctl.cli.train_local import run_local
 
     run_local(settings, resume=resume, as_json=as_json)

@@ -1,4 +1,4 @@
-"""Local training for `meldctl train`: the run folder, resume, signals, progress, the SageMaker container contract."""
+"""Local training for `meldctl train`: the run folder, resume, signals, progress, the summary."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from meldctl.cli.common import console, print_json
 from meldctl.cli.progress import RichReporter
 from meldctl.errors import MeldError
 from meldctl.settings import Settings, render_toml
+from meldctl.training.metrics import best_line
 
 SETTINGS_FILE = "settings.toml"
 
@@ -53,26 +54,13 @@ def saved_settings(settings: Settings) -> str:
 
 
 def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None:
-    """Train on this machine (or as one torchrun process), honouring the SageMaker contract inside a job."""
-    from meldctl.training.sagemaker_env import detect
-
-    job = detect()
+    """Train on this machine (or as one torchrun process); `meldctl.cli.train_job` runs it inside a SageMaker job."""
     is_main = os.environ.get("RANK", "0") == "0"  # torchrun: only rank 0 writes files, logs and reports
-    try:
-        if job is not None:
-            settings = job.apply(settings)
-            resume = resume or job.resume_from()
-        checkpoint = resume_checkpoint(resume) if resume is not None else None
-        run_dir = settings.train.run_dir or (checkpoint.parent if checkpoint else default_run_dir(settings))
-        if checkpoint is None:
-            _refuse_existing_run(run_dir)
-        result = _train(settings, run_dir, checkpoint, is_main)
-    except BaseException as exc:
-        if job is not None and not isinstance(exc, KeyboardInterrupt):
-            job.fail(str(exc) or type(exc).__name__)
-        raise
-    if job is not None and result.best_path is not None:
-        job.export(result.run_dir)
+    checkpoint = resume_checkpoint(resume) if resume is not None else None
+    run_dir = settings.train.run_dir or (checkpoint.parent if checkpoint else default_run_dir(settings))
+    if checkpoint is None:
+        _refuse_existing_run(run_dir)
+    result = _train(settings, run_dir, checkpoint, is_main)
     if is_main:
         _render(result, as_json)
     if result.stopped == "interrupted":
@@ -138,8 +126,7 @@ def _render(result: Any, as_json: bool) -> None:
         "cached": result.cached,
         "tensorboard": str(result.tensorboard_dir) if result.tensorboard_dir else None,
     }
-    best = " ".join(f"{k}={v:.4f}" for k, v in result.best_metrics.items())
-    console.print(f"[meldctl] best epoch={result.best_epoch} {best}", markup=False, highlight=False, soft_wrap=True)
+    console.print(best_line(result.best_epoch, result.best_metrics), markup=False, highlight=False, soft_wrap=True)
     if as_json:
         print_json(summary)
         return

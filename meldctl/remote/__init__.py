@@ -1,5 +1,15 @@
 """AWS for meldctl: SageMaker training jobs, S3 transfers, CloudWatch logs.
 
 Only this package imports boto3 and the SageMaker SDK, and only inside functions, so `meldctl --help` and
-local work never pay for them. Every AWS failure leaves here as a `RemoteError` with a hint.
+local work never pay for them. Every AWS failure leaves here as a `RemoteError` with a hint (`aws.aws_errors`).
+
+| module | what |
+| --- | --- |
+| `workflow` | `train --remote`: plan (dry run), upload and submit, follow, results |
+| `jobspec` | the job from the settings: S3 layout, channels, hyperparameters, command, metrics (no AWS call) |
+| `submit` | the SageMaker SDK's `ModelTrainer`: submission, and the dry run of the same request |
+| `images` | the SDK's image URIs and GPU counts, botocore's instance types |
+| `jobs` | status, recent jobs, following a job, its model.tar.gz |
+| `s3`, `cloudwatch`, `logs` | transfers, log streams, `meldctl logs` |
+| `aws` | the session, bucket checks, the error boundary |
 """

@@ -32,6 +32,7 @@ class LogTail:
 
     client: Any  # boto3 CloudWatch Logs client
     job_name: str
+    since_ms: int | None = None  # only events from then on (milliseconds since the epoch)
     _tokens: dict[str, str | None] = field(default_factory=dict)
 
     def streams(self) -> list[str]:
@@ -57,6 +58,8 @@ class LogTail:
                 kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
                 if token:
                     kwargs["nextToken"] = token
+                if self.since_ms is not None:  # with the token too: the token is a position in this time range
+                    kwargs["startTime"] = self.since_ms
                 page = self.client.get_log_events(**kwargs)
                 events = page.get("events", [])
                 lines += [LogLine(stream, e["timestamp"], e["message"].rstrip("\n")) for e in events]
@@ -76,9 +79,10 @@ def tail(
     follow: bool = False,
     is_done: Callable[[], bool] | None = None,
     poll_s: float = 5.0,
+    since_ms: int | None = None,
 ) -> Iterator[LogLine]:
     """The job's log lines; with `follow`, keep polling until `is_done()` says the job ended (then a last read)."""
-    reader = LogTail(client, job_name)
+    reader = LogTail(client, job_name, since_ms)
     yield from reader.poll()
     while follow:
         done = is_done() if is_done is not None else False

@@ -1,16 +1,17 @@
-"""S3 transfers that only move what changed.
+"""S3 transfers that only move what changed, and that never write outside their folder.
 
-- `upload_folder` mirrors a local folder to an S3 prefix, skipping every file whose size and ETag (its MD5,
-  or the multipart MD5 for large files) already match: a rerun after an interruption or a small change only
-  sends the difference.
-- `sync_down` brings an S3 prefix home (TensorBoard event files), fetching new files whole and only the new
-  tail of files that grew (event files are append-only). Whole files arrive under a temporary name; an
-  interrupted append leaves a valid prefix that the next run continues.
+- `upload_folder` mirrors a local folder to an S3 prefix with `aws s3 sync` semantics: a file is sent when the
+  prefix lacks it, when the sizes differ, or when the file was modified after the object was written (local
+  mtime newer than the object's LastModified, to the second). Nothing depends on ETags, so multipart uploads and
+  SSE-KMS buckets skip unchanged files too. Files go up in parallel through one transfer manager.
+- `sync_down` brings an S3 prefix home (TensorBoard event files): new files whole, files that grew by their new
+  tail only (event files are append-only). Every key is mapped under the destination by `local_target`, which
+  refuses absolute keys, `..`, `.`, empty segments and backslashes; a refused key is reported and skipped, the
+  others are synced.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,19 +20,35 @@ from typing import Any
 from meldctl.errors import RemoteError
 from meldctl.io import atomic_path
 
-CHUNK = 64 * 1024 * 1024
-"""Multipart threshold and part size of uploads; `local_etag` must use the same to predict the ETag."""
+UPLOAD_WORKERS = 16
+"""Files in flight at once: small files are bound by round trips, which parallel requests overlap."""
 
 
 @dataclass
 class Transfer:
-    """What a sync did: keys or paths moved, skipped as unchanged, bytes moved."""
+    """What a sync did: keys or paths moved, skipped as unchanged, refused as unsafe; bytes moved."""
 
     source: str
     target: str
     moved: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
     bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """An object under a prefix: its size and when it was last written (seconds since the epoch)."""
+
+    size: int
+    modified: float
+
+
+def s3_client(boto_session: Any, workers: int = UPLOAD_WORKERS) -> Any:
+    """An S3 client whose connection pool serves `workers` parallel transfers."""
+    from botocore.config import Config
+
+    return boto_session.client("s3", config=Config(max_pool_connections=workers + 4))
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -52,20 +69,24 @@ def s3_uri(bucket: str, *parts: str) -> str:
     return f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
 
 
-def local_etag(path: Path, chunk: int = CHUNK) -> str:
-    """The ETag S3 gives `path` when uploaded with `CHUNK`-sized parts: MD5, or MD5 of part MD5s plus `-N`."""
-    digests = []
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digests.append(hashlib.md5(block, usedforsecurity=False).digest())
-    if len(digests) <= 1:
-        return (digests[0] if digests else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
-    combined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
-    return f"{combined}-{len(digests)}"
+def local_target(dest: Path, relative: str) -> Path | None:
+    """Where the object `relative` (its key below the synced prefix) goes under `dest`; None when unsafe.
+
+    Unsafe: empty, absolute (`/x`, from a key `prefix//x`), a `..` or `.` segment, an empty segment, a backslash
+    or a NUL, or a path that resolves outside `dest` (through a symlink already there).
+    """
+    if not relative or relative.startswith("/") or "\\" in relative or "\0" in relative:
+        return None
+    parts = relative.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    root = dest.resolve()
+    target = root.joinpath(*parts).resolve()
+    return target if target.is_relative_to(root) and target != root else None
 
 
-def list_objects(client: Any, uri: str) -> dict[str, dict[str, Any]]:
-    """`{relative key: {"size", "etag"}}` of every object under the prefix `uri`."""
+def list_objects(client: Any, uri: str) -> dict[str, RemoteObject]:
+    """`{key below the prefix: RemoteObject}` for every object under `uri` (folder markers left out)."""
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     found = {}
@@ -73,7 +94,7 @@ def list_objects(client: Any, uri: str) -> dict[str, dict[str, Any]]:
         for item in page.get("Contents", []):
             relative = item["Key"][len(prefix) :]
             if relative and not relative.endswith("/"):
-                found[relative] = {"size": item["Size"], "etag": str(item.get("ETag", "")).strip('"')}
+                found[relative] = RemoteObject(item["Size"], item["LastModified"].timestamp())
     return found
 
 
@@ -88,87 +109,112 @@ def local_files(folder: Path, exclude: Collection[str] = ()) -> Iterator[tuple[s
         yield relative.as_posix(), path
 
 
+def unchanged(path: Path, there: RemoteObject | None) -> bool:
+    """`aws s3 sync`'s rule: same size, and not modified after the object was written (S3 keeps whole seconds)."""
+    if there is None:
+        return False
+    stat = path.stat()
+    return stat.st_size == there.size and int(stat.st_mtime) <= there.modified
+
+
 def upload_folder(
     client: Any,
     folder: Path,
     uri: str,
     *,
     exclude: Collection[str] = (),
-    on_file: Callable[[str, int], None] | None = None,
+    workers: int = UPLOAD_WORKERS,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Transfer:
-    """Upload the files of `folder` under the prefix `uri`, skipping those already there unchanged.
+    """Upload the files of `folder` under the prefix `uri` that are missing or changed there, in parallel.
 
     Args:
-        client: A boto3 S3 client.
+        client: A boto3 S3 client (with a connection pool of at least `workers`).
         folder: The local folder.
         uri: `s3://bucket/prefix`; a file `a/b.txt` becomes `prefix/a/b.txt`.
         exclude: Top-level folder names to leave out (the raw archive, unused media).
-        on_file: Called with (relative path, size) before each upload.
+        workers: Files in flight at once (1: one at a time).
+        on_progress: Called with (files sent, files to send) as each upload completes.
     """
-    from boto3.s3.transfer import TransferConfig
-
     bucket, prefix = parse_s3_uri(uri)
-    config = TransferConfig(multipart_threshold=CHUNK, multipart_chunksize=CHUNK)
     remote = list_objects(client, uri)
     report = Transfer(source=str(folder), target=uri)
+    wanted = []
     for relative, path in local_files(folder, exclude):
-        size = path.stat().st_size
-        there = remote.get(relative)
-        if there is not None and there["size"] == size and there["etag"] == local_etag(path):
+        if unchanged(path, remote.get(relative)):
             report.skipped.append(relative)
-            continue
-        if on_file is not None:
-            on_file(relative, size)
-        key = str(PurePosixPath(prefix) / relative) if prefix else relative
-        client.upload_file(str(path), bucket, key, Config=config)
-        report.moved.append(relative)
-        report.bytes += size
+        else:
+            wanted.append((relative, path, str(PurePosixPath(prefix) / relative) if prefix else relative))
+    _upload_all(client, bucket, wanted, workers, report, on_progress)
     return report
 
 
 def upload_file(client: Any, path: Path, uri: str) -> Transfer:
-    """Upload one file to the key `uri` unless an identical object is already there."""
-    from boto3.s3.transfer import TransferConfig
+    """Upload one file to the key `uri` unless it is already there unchanged."""
+    import botocore.exceptions
 
     bucket, key = parse_s3_uri(uri)
     report = Transfer(source=str(path), target=uri)
     try:
         head = client.head_object(Bucket=bucket, Key=key)
-        unchanged = head["ContentLength"] == path.stat().st_size and head["ETag"].strip('"') == local_etag(path)
-    except client.exceptions.ClientError:
-        unchanged = False
-    if unchanged:
+        there: RemoteObject | None = RemoteObject(head["ContentLength"], head["LastModified"].timestamp())
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        there = None
+    if unchanged(path, there):
         report.skipped.append(path.name)
         return report
-    config = TransferConfig(multipart_threshold=CHUNK, multipart_chunksize=CHUNK)
-    client.upload_file(str(path), bucket, key, Config=config)
-    report.moved.append(path.name)
-    report.bytes += path.stat().st_size
+    _upload_all(client, bucket, [(path.name, path, key)], 1, report, None)
     return report
+
+
+def _upload_all(
+    client: Any,
+    bucket: str,
+    wanted: list[tuple[str, Path, str]],
+    workers: int,
+    report: Transfer,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Send (relative, path, key) triples through one transfer manager; the first failure cancels the rest."""
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+    # "classic": the same Python transfer manager everywhere (boto3 may pick the CRT one on some machines).
+    config = TransferConfig(
+        max_concurrency=max(1, workers), use_threads=workers > 1, preferred_transfer_client="classic"
+    )
+    with create_transfer_manager(client, config) as manager:
+        futures = [(relative, path, manager.upload(str(path), bucket, key)) for relative, path, key in wanted]
+        for done, (relative, path, future) in enumerate(futures, 1):
+            future.result()
+            report.moved.append(relative)
+            report.bytes += path.stat().st_size
+            if on_progress is not None:
+                on_progress(done, len(futures))
 
 
 def sync_down(client: Any, uri: str, dest: Path) -> Transfer:
     """Bring the objects under `uri` into `dest`: new files whole, grown files by their new tail only.
 
-    A local file larger than its object (the object was rewritten) is fetched again whole.
-
-    Raises:
-        RemoteError: an object key would land outside `dest`.
+    A local file larger than its object (the object was rewritten) is fetched again whole. A key that would
+    land outside `dest` (see `local_target`) is skipped and listed in `refused`.
     """
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     report = Transfer(source=uri, target=str(dest))
-    for relative, info in sorted(list_objects(client, uri).items()):
-        if ".." in PurePosixPath(relative).parts:
-            raise RemoteError(f"refusing to write {relative!r} outside {dest}")
-        local = dest / relative
+    dest.mkdir(parents=True, exist_ok=True)
+    for relative, there in sorted(list_objects(client, uri).items()):
+        local = local_target(dest, relative)
+        if local is None:
+            report.refused.append(prefix + relative)
+            continue
         have = local.stat().st_size if local.is_file() else None
-        size = info["size"]
-        if have == size:
+        if have == there.size:
             report.skipped.append(relative)
             continue
         key = prefix + relative
-        if have is not None and have < size:
+        if have is not None and have < there.size:
             body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={have}-")["Body"].read()
             with open(local, "ab") as handle:
                 handle.write(body)
@@ -176,7 +222,7 @@ def sync_down(client: Any, uri: str, dest: Path) -> Transfer:
         else:
             with atomic_path(local) as tmp:
                 client.download_file(bucket, key, str(tmp))
-            report.bytes += size
+            report.bytes += there.size
         report.moved.append(relative)
     return report
 

@@ -19,10 +19,34 @@ EPOCH_LINE_METRICS: tuple[str, ...] = (
 )
 
 
+# What a SageMaker job prints at its end, for the `best_*` and `test_*` metric definitions: the best epoch's dev
+# scores, and the scores of best.pt on the test split.
+TEST_LINE_METRICS: tuple[str, ...] = (
+    "emotion_weighted_f1",
+    "emotion_accuracy",
+    "sentiment_weighted_f1",
+    "sentiment_accuracy",
+)
+
+
 def epoch_line(record: dict[str, Any]) -> str:
     """`[meldctl] epoch=3 train_loss=2.1403 ...` for one epoch's record."""
     values = " ".join(f"{key}={record[key]:.4f}" for key in EPOCH_LINE_METRICS)
     return f"[meldctl] epoch={record['epoch']} {values}"
+
+
+def best_line(epoch: int | None, dev: dict[str, float]) -> str:
+    """`[meldctl] best epoch=3 dev_emotion_weighted_f1=0.4876 ...` for the best epoch's dev scores."""
+    return f"[meldctl] best epoch={epoch} " + " ".join(f"{k}={v:.4f}" for k, v in dev.items())
+
+
+def report_line(report: dict[str, Any]) -> str:
+    """`[meldctl] test emotion_weighted_f1=0.5012 ...` from an evaluation report (`meldctl.evaluation`)."""
+    values = []
+    for name in TEST_LINE_METRICS:
+        head, _, metric = name.partition("_")
+        values.append(f"{name}={report[head][metric]:.4f}")
+    return "[meldctl] test " + " ".join(values)
 
 
 def head_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:

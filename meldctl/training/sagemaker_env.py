@@ -6,7 +6,7 @@ and files under `/opt/ml`:
 | what | where |
 | --- | --- |
 | data channels | `SM_CHANNEL_<NAME>` (else the folders under `SM_INPUT_DATA_DIR`, `/opt/ml/input/data`) |
-| hyperparameters | `SM_HPS` (JSON), else `/opt/ml/input/config/hyperparameters.json`, or `--key value` arguments |
+| hyperparameters (`train__lr`, ...) | `SM_HPS` (JSON), else `/opt/ml/input/config/hyperparameters.json` |
 | the model (becomes `model.tar.gz`) | `SM_MODEL_DIR`, `/opt/ml/model` |
 | checkpoints (synced with S3, restored on spot resumption) | `remote.checkpoint_dir`, `/opt/ml/checkpoints` |
 | TensorBoard (synced with S3 while the job runs) | `remote.tensorboard_dir`, `/opt/ml/output/tensorboard` |
@@ -18,19 +18,19 @@ meldctl's own), which is how the tests run a "job" in a temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from meldctl.errors import ConfigError, MeldError
+from meldctl.hyperparameters import as_text, from_hyperparameters
 from meldctl.io import atomic_path, write_text_atomic
-from meldctl.settings import SECTIONS, RemoteSettings, Settings
+from meldctl.settings import RemoteSettings
 
 ML_ROOT = Path("/opt/ml")
 FAILURE_LIMIT = 1024  # SageMaker shows the first 1024 characters of the failure file as FailureReason.
@@ -42,13 +42,6 @@ VIDEO_WEIGHTS_CHANNELS = ("video_weights", "video-weights")
 WEIGHTS_CHANNEL = "weights"
 WEIGHT_CHANNELS = frozenset({*TEXT_MODEL_CHANNELS, *VIDEO_WEIGHTS_CHANNELS, WEIGHTS_CHANNEL})
 
-# An unqualified hyperparameter such as `workers` or `checkpoint_dir` exists in several sections; the first
-# section in this order that has the key wins (`workers` is the DataLoader's, as for `meldctl train --workers`).
-_UNQUALIFIED_ORDER = ("train", "model", "data", "remote")
-# Hyperparameters that are the job's business, not settings: the SDK's and the SageMaker toolkit's own keys.
-_IGNORED_PREFIXES = ("sagemaker_", "_", "mp_parameters")
-# Settings a job decides itself: its folders come from the container, never from the submitting machine.
-_JOB_OWNED = {("train", "run_dir"), ("train", "checkpoint_dir"), ("train", "tensorboard_dir")}
 _WEIGHT_SUFFIXES = (".pth", ".pt")
 
 
@@ -64,8 +57,8 @@ class SageMakerJob:
         tensorboard_dir: Uploaded to S3 while the job runs.
         output_dir: Holds the `failure` file.
         hyperparameters: As the job received them, values as strings.
-        channels: Every data channel by name (SDK channels left out).
         run_dir: The run folder inside the job (not uploaded; `export` copies what matters to `model_dir`).
+        channels: Every data channel by name (SDK channels left out).
         rank: The torchrun rank of this process (0 outside torchrun); only rank 0 exports.
     """
 
@@ -75,46 +68,37 @@ class SageMakerJob:
     tensorboard_dir: Path
     output_dir: Path
     hyperparameters: dict[str, str]
+    run_dir: Path
     channels: dict[str, Path] = field(default_factory=dict)
-    run_dir: Path | None = None
     rank: int = 0
 
-    def apply(self, settings: Settings) -> Settings:
-        """The settings for this job: hyperparameters on top, then the job's own folders and weights.
+    def settings_layer(self) -> dict[str, dict[str, Any]]:
+        """The job's part of the settings (a `load_settings(job=...)` layer): hyperparameters, then its folders.
+
+        Pure: nothing is written (`prepare_data` combines several data channels).
 
         Raises:
             ConfigError: an unknown hyperparameter or a value that does not fit its setting (named).
         """
-        plain = settings.model_dump()
-        sources: dict[tuple[str, str], str] = {}
-        for name, value in self.hyperparameters.items():
-            target = hyperparameter_target(name)
-            if target is None or target in _JOB_OWNED:
-                continue
-            section, key = target
-            plain[section][key] = None if value == "" else value
-            sources[target] = name
-        paths = {
-            ("train", "run_dir"): self.run_dir or self.model_dir.parent / "meldctl-run",
+        layer = from_hyperparameters(self.hyperparameters)
+        folders: dict[tuple[str, str], Any] = {
+            ("train", "run_dir"): self.run_dir,
             ("train", "checkpoint_dir"): self.checkpoint_dir,
             ("train", "tensorboard_dir"): self.tensorboard_dir,
+            **self._weights(),
         }
         if self.data_dir is not None:
-            paths[("data", "data_dir")] = self._materialise_data_dir()
-        paths.update(self._weights())
-        for (section, key), value in paths.items():
-            plain[section][key] = value
-        try:
-            return Settings.model_validate(plain)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            loc = tuple(str(part) for part in error["loc"][:2])
-            name = sources.get(loc, ".".join(loc))  # type: ignore[arg-type]
-            value = self.hyperparameters.get(name, error.get("input"))
-            raise ConfigError(
-                f"hyperparameter {name} = {value!r}: {error['msg']}",
-                hint=f"fix it in the job's hyperparameters (setting {'.'.join(loc)})",
-            ) from None
+            folders[("data", "data_dir")] = self.data_dir
+        for (section, key), value in folders.items():
+            layer.setdefault(section, {})[key] = value
+        return layer
+
+    def prepare_data(self) -> Path | None:
+        """The data folder, ready to read: several data channels are first combined into one folder of symlinks."""
+        data_channels = [path for name, path in self.channels.items() if name not in WEIGHT_CHANNELS]
+        if self.data_dir is not None and len(data_channels) > 1:
+            combine_channels(data_channels, self.data_dir)
+        return self.data_dir
 
     def resume_from(self) -> Path | None:
         """The newest `last.pt` in the checkpoint folder (left by an interrupted spot job or a retry), if any."""
@@ -152,13 +136,16 @@ class SageMakerJob:
         text = reason.strip() or "meldctl train failed"
         write_text_atomic(self.output_dir / "failure", text[:FAILURE_LIMIT] + "\n")
 
-    def _materialise_data_dir(self) -> Path:
-        """The data folder; several data channels are combined into one folder of symlinks first."""
-        assert self.data_dir is not None
-        data_channels = [path for name, path in self.channels.items() if name not in WEIGHT_CHANNELS]
-        if len(data_channels) > 1:
-            combine_channels(data_channels, self.data_dir)
-        return self.data_dir
+    @contextlib.contextmanager
+    def failures_reported(self, stopping: Callable[[], bool] = lambda: False) -> Iterator[None]:
+        """Write any exception of the block to the failure file, then let it go on; not when `stopping()`: an
+        error caused by a stop (an interrupted cache build) is no failure of the job."""
+        try:
+            yield
+        except Exception as exc:
+            if not stopping():
+                self.fail(_reason(exc))
+            raise
 
     def _weights(self) -> dict[tuple[str, str], Any]:
         found: dict[tuple[str, str], Any] = {}
@@ -235,51 +222,6 @@ def detect(environ: Mapping[str, str] | None = None) -> SageMakerJob | None:
     )
 
 
-def hyperparameter_target(name: str) -> tuple[str, str] | None:
-    """The setting a hyperparameter names: `train.lr`, `batch-size`, `batch_size`, `text-model`, ...
-
-    Returns None for the SDK's own keys (`sagemaker_*`).
-
-    Raises:
-        ConfigError: no setting has this name.
-    """
-    if name.startswith(_IGNORED_PREFIXES):
-        return None
-    normal = name.strip().lstrip("-").replace("-", "_").lower()
-    section, _, key = normal.rpartition(".")
-    if section:
-        if section in SECTIONS and key in SECTIONS[section].model_fields:
-            return section, key
-    else:
-        for candidate in _UNQUALIFIED_ORDER:
-            if key in SECTIONS[candidate].model_fields:
-                return candidate, key
-    raise ConfigError(
-        f"unknown hyperparameter {name!r}",
-        hint="use a setting name such as train.lr, batch-size or model.text_model (see meldctl config show)",
-    )
-
-
-def hyperparameters_from_argv(argv: list[str]) -> dict[str, str]:
-    """`--key value` and `--key=value` pairs (how the SageMaker drivers pass hyperparameters to a script)."""
-    found: dict[str, str] = {}
-    index = 0
-    while index < len(argv):
-        item = argv[index]
-        index += 1
-        if not item.startswith("--"):
-            continue
-        key, sep, value = item[2:].partition("=")
-        if not sep:
-            if index < len(argv) and not argv[index].startswith("--"):
-                value = argv[index]
-                index += 1
-            else:
-                value = "true"
-        found[key] = value
-    return found
-
-
 def combine_channels(channels: list[Path], target: Path) -> Path:
     """Merge several channel folders (one per split, say) into `target` as a tree of symlinks.
 
@@ -299,21 +241,6 @@ def combine_channels(channels: list[Path], target: Path) -> Path:
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(source.resolve())
     return target
-
-
-def as_strings(values: Mapping[str, Any]) -> dict[str, str]:
-    """Hyperparameter values as strings (the SDK's driver turns `"32"` back into 32, `"true"` into True)."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, bool):
-            out[key] = "true" if value else "false"
-        elif isinstance(value, list | tuple):
-            out[key] = ",".join(str(v) for v in value)
-        elif value is None:
-            out[key] = ""
-        else:
-            out[key] = str(value)
-    return out
 
 
 def _channels(env: Mapping[str, str], training_env: dict[str, Any], input_data_dir: Path) -> dict[str, Path]:
@@ -343,7 +270,14 @@ def _hyperparameters(env: Mapping[str, str], training_env: dict[str, Any], confi
     if not isinstance(values, dict):
         path = config_dir / "hyperparameters.json"
         values = _json(path.read_text(encoding="utf-8"), {}) if path.is_file() else {}
-    return as_strings(values)
+    return {str(key): as_text(value) for key, value in values.items()}
+
+
+def _reason(exc: BaseException) -> str:
+    """One paragraph for FailureReason: the message, and for meldctl's own errors what to do."""
+    if isinstance(exc, MeldError):
+        return exc.message + (f" ({exc.hint})" if exc.hint else "")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _json(text: str | None, default: Any) -> Any:

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from meldctl.errors import RemoteError
 from meldctl.remote.aws import explain_client_error, session
 from meldctl.remote.cloudwatch import LOG_GROUP, LogLine
-from meldctl.remote.sagemaker import StatusChange, describe_job, download_model, follow_job, list_jobs
+from meldctl.remote.jobs import StatusChange, describe_job, download_model, follow_job, list_jobs
 
 
 def test_describe_and_list_meldctl_jobs(aws_env: str) -> None:  # noqa: F811
@@ -51,6 +51,46 @@ def test_download_model_unpacks_best_and_report(tmp_path: Path, aws_env: str) ->
     assert (tmp_path / "run" / "best.pt").read_bytes() == b"weights"
     assert (tmp_path / "run" / "eval" / "report.json").is_file()
     assert len(files) == 3
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"../../outside.txt": b"x"},
+        {"/abs/outside.txt": b"x"},
+        {"eval/..\\..\\outside.txt": b"x"},
+    ],
+)
+def test_a_hostile_model_archive_writes_nothing(tmp_path: Path, aws_env: str, hostile: dict[str, bytes]) -> None:  # noqa: F811
+    key = "meldctl/x/output/model.tar.gz"
+    s3_client().put_object(Bucket=aws_env, Key=key, Body=model_archive({"best.pt": b"weights", **hostile}))
+    with pytest.raises(RemoteError) as caught:
+        download_model(s3_client(), f"s3://{aws_env}/{key}", tmp_path / "run")
+    assert "unsafe member" in caught.value.message
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_link_in_the_model_archive_is_refused(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        link = tarfile.TarInfo("best.pt")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    s3_client().put_object(Bucket=aws_env, Key="m/model.tar.gz", Body=buffer.getvalue())
+    with pytest.raises(RemoteError, match="unsafe member"):
+        download_model(s3_client(), f"s3://{aws_env}/m/model.tar.gz", tmp_path / "run")
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_a_damaged_model_archive_is_one_line(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
+    s3_client().put_object(Bucket=aws_env, Key="m/model.tar.gz", Body=b"\x1f\x8b not really gzip")
+    with pytest.raises(RemoteError) as caught:
+        download_model(s3_client(), f"s3://{aws_env}/m/model.tar.gz", tmp_path / "run")
+    assert caught.value.message.startswith("downloading the model: unsafe or damaged archive")
+    assert "\n" not in caught.value.message
 
 
 def test_aws_errors_become_one_line_with_a_hint() -> None:

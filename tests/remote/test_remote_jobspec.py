@@ -6,14 +6,9 @@ from pathlib import Path
 import pytest
 
 from meldctl.errors import ConfigError, RemoteError
-from meldctl.remote.sagemaker import (
-    build_job_spec,
-    default_image,
-    gpus_per_instance,
-    metric_definitions,
-    settings_hyperparameters,
-    stage_source,
-)
+from meldctl.remote.images import default_image, gpus_per_instance
+from meldctl.remote.jobspec import SINGLE_COMMAND, TORCHRUN_COMMAND, build_job_spec, metric_definitions
+from meldctl.remote.submit import stage_source
 from meldctl.settings import load_settings
 
 ROLE = "arn:aws:iam::123456789012:role/meldctl"
@@ -31,36 +26,18 @@ def spec_for(**values: object):  # noqa: ANN201
     return build_job_spec(load_settings(None, remote(**values)), region="eu-west-1", base_name="meldctl-abc123")
 
 
-def test_defaults_give_one_g5_xlarge_with_the_pytorch_image() -> None:
-    request = spec_for().request("meldctl-abc123-20250101000000")
-    assert request["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
-    assert request["ResourceConfig"]["InstanceCount"] == 1
-    assert request["AlgorithmSpecification"]["TrainingImage"] == (
-        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch:2.11-cu130-amzn2023-sagemaker"
-    )
-    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}
-    assert request["EnableManagedSpotTraining"] is False
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
-    assert channels["data"] == "s3://meld-bucket/data/"
-    assert channels["code"].startswith("s3://meld-bucket/meldctl/meldctl-abc123/meldctl-abc123-2025")
-    assert request["CheckpointConfig"] == {
-        "S3Uri": "s3://meld-bucket/meldctl/meldctl-abc123/checkpoints",
-        "LocalPath": "/opt/ml/checkpoints",
-    }
-    assert request["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
-    assert request["Environment"]["MELDCTL_REMOTE__CHECKPOINT_DIR"] == "/opt/ml/checkpoints"
+def test_every_s3_location_derives_from_bucket_and_prefix() -> None:
+    spec = spec_for(prefix="team/meld")
+    assert spec.root_uri == "s3://meld-bucket/team/meld/meldctl-abc123"
+    assert spec.output_path == f"{spec.root_uri}/output"
+    assert spec.checkpoint_uri == f"{spec.root_uri}/checkpoints"
+    assert spec.tensorboard_uri == f"{spec.root_uri}/tensorboard"
+    assert spec.channels == {"data": "s3://meld-bucket/data/"}
+    assert spec.environment["MELDCTL_REMOTE__CHECKPOINT_DIR"] == "/opt/ml/checkpoints"
 
 
-def test_image_follows_region_and_processor() -> None:
-    assert default_image("af-south-1", "ml.g5.xlarge").startswith("626614931356.dkr.ecr.af-south-1.amazonaws.com/")
-    assert default_image("us-east-1", "ml.m5.xlarge").endswith("pytorch:2.11-cpu-amzn2023-sagemaker")
-    assert default_image("cn-north-1", "ml.g5.xlarge").startswith("727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/")
-    with pytest.raises(RemoteError):
-        default_image("xx-nowhere-1", "ml.g5.xlarge")
-
-
-@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "ap-northeast-3", "me-central-1"])
-def test_image_agrees_with_the_sagemaker_sdk(region: str) -> None:
+@pytest.mark.parametrize("region", ["us-east-1", "ap-northeast-3"])
+def test_the_default_image_is_the_sdks_pytorch_image(region: str) -> None:
     from sagemaker.core import image_uris
 
     for instance_type in ("ml.g5.xlarge", "ml.m5.xlarge"):
@@ -68,15 +45,19 @@ def test_image_agrees_with_the_sagemaker_sdk(region: str) -> None:
             "pytorch-amzn2023", region=region, version="2.11", instance_type=instance_type, image_scope="training"
         )
         assert default_image(region, instance_type) == expected
+    assert default_image("us-east-1", "ml.m5.xlarge").endswith("pytorch:2.11-cpu-amzn2023-sagemaker")
+
+
+def test_a_region_without_the_image_says_to_pass_one() -> None:
+    with pytest.raises(RemoteError) as caught:
+        default_image("xx-nowhere-1", "ml.g5.xlarge")
+    assert "--image" in (caught.value.hint or "")
 
 
 def test_spot_waits_twice_max_run_by_default_and_checks_max_wait() -> None:
-    request = spec_for(spot=True, max_run=3600).request()
-    assert request["EnableManagedSpotTraining"] is True
-    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
-    assert (
-        spec_for(spot=True, max_run=3600, max_wait=5000).request()["StoppingCondition"]["MaxWaitTimeInSeconds"] == 5000
-    )
+    assert spec_for(spot=True, max_run=3600).max_wait == 7200
+    assert spec_for(spot=True, max_run=3600, max_wait=5000).max_wait == 5000
+    assert spec_for().max_wait is None
     with pytest.raises(ConfigError, match="shorter"):
         spec_for(spot=True, max_run=3600, max_wait=100)
     with pytest.raises(ConfigError, match="spot"):
@@ -96,11 +77,25 @@ def test_unknown_instance_type_suggests_close_ones() -> None:
     assert "ml.g5.xlarge" in (caught.value.hint or "")
 
 
-def test_several_gpus_or_instances_run_under_torchrun() -> None:
-    assert not spec_for().distributed
-    assert spec_for(instance_count=2).distributed
-    assert spec_for(instance_type="ml.g5.12xlarge").distributed
-    assert gpus_per_instance("ml.m5.xlarge") == 0 and gpus_per_instance("ml.p4d.24xlarge") == 8
+def test_one_process_runs_itself_several_run_under_torchrun() -> None:
+    single = spec_for()
+    assert not single.distributed and single.command == SINGLE_COMMAND
+    assert single.command.startswith("exec ")  # meldctl replaces the shell: SIGTERM reaches it
+    for spec in (spec_for(instance_count=2), spec_for(instance_type="ml.g5.12xlarge")):
+        assert spec.distributed and spec.command == TORCHRUN_COMMAND
+    assert "exec torchrun" in TORCHRUN_COMMAND and TORCHRUN_COMMAND.endswith("-m meldctl train")
+    assert (
+        gpus_per_instance("us-east-1", "ml.p4d.24xlarge") == 8 and gpus_per_instance("us-east-1", "ml.m5.xlarge") == 1
+    )
+
+
+def test_network_isolation_needs_an_own_image_and_installs_nothing() -> None:
+    with pytest.raises(ConfigError, match="--image"):
+        spec_for(network_isolation=True)
+    spec = spec_for(network_isolation=True, image="123.dkr.ecr.eu-west-1.amazonaws.com/meldctl-train:0.1.0")
+    assert spec.requirements is None  # no PyPI in an isolated job: the image holds everything
+    assert spec.environment["HF_HUB_OFFLINE"] == "1"
+    assert "torch==2.11.0" in (spec_for().requirements or [])
 
 
 def test_local_data_and_weights_become_uploads(tmp_path: Path) -> None:
@@ -116,42 +111,37 @@ def test_local_data_and_weights_become_uploads(tmp_path: Path) -> None:
     uploads = {u.channel: u for u in spec.uploads}
     assert uploads["data"].local == data
     assert set(uploads["data"].exclude) == {"raw", "clips"}  # no video: the clips stay home
-    assert spec.channels["data"] == uploads["data"].uri and uploads["data"].uri.startswith(
-        "s3://meld-bucket/meldctl/data/"
-    )
+    assert spec.channels["data"] == uploads["data"].uri
+    assert uploads["data"].uri.startswith("s3://meld-bucket/meldctl/data/prepared-")
     assert spec.channels["text_model"] == uploads["text_model"].uri
-    assert "model.text_model" not in spec.hyperparameters  # the channel replaces it inside the job
+    assert uploads["text_model"].uri.startswith("s3://meld-bucket/meldctl/weights/bert-")
+    assert "model__text_model" not in spec.hyperparameters  # the channel replaces it inside the job
     assert spec.problems() == []
     assert build_job_spec(load_settings(None, remote(data=str(tmp_path))), region="us-east-1").problems()
 
 
-def test_hyperparameters_are_the_resolved_settings_without_local_paths() -> None:
-    settings = load_settings(None, {"train": {"batch_size": 16, "run_dir": "/home/me/run"}})
-    hps = settings_hyperparameters(settings)
-    assert hps["train.batch_size"] == "16"
-    assert hps["model.modalities"] == "text,audio,video"
-    assert hps["model.freeze_text"] == "true"
-    assert not any(key in hps for key in ("train.run_dir", "data.data_dir", "train.checkpoint_dir"))
-    assert all(isinstance(v, str) for v in hps.values())
-
-
-def test_metric_regexes_read_the_training_log_lines() -> None:
+def test_metric_regexes_read_the_job_log_lines() -> None:
     found = {}
+    lines = [
+        EPOCH_LINE,
+        "[meldctl] best epoch=3 dev_emotion_weighted_f1=0.5100",
+        "[meldctl] test emotion_weighted_f1=0.4321 emotion_accuracy=0.5000 sentiment_weighted_f1=0.6000",
+    ]
     for metric in metric_definitions():
-        match = re.search(metric["Regex"], EPOCH_LINE)
-        if match:
-            found[metric["Name"]] = float(match.group(1))
+        for line in lines:
+            match = re.search(metric["Regex"], line)
+            if match:
+                found.setdefault(metric["Name"], float(match.group(1)))
     assert found["epoch"] == 3 and found["train_loss"] == 0.9123 and found["dev_loss"] == 0.8812
     assert found["dev_emotion_weighted_f1"] == 0.4876 and found["dev_sentiment_weighted_f1"] == 0.605
-    assert "best_dev_emotion_weighted_f1" not in found
-    best = next(m for m in metric_definitions() if m["Name"] == "best_dev_emotion_weighted_f1")
-    assert float(re.search(best["Regex"], "[meldctl] best epoch=3 dev_emotion_weighted_f1=0.5100").group(1)) == 0.51
+    assert found["best_dev_emotion_weighted_f1"] == 0.51
+    assert found["test_emotion_weighted_f1"] == 0.4321 and found["test_sentiment_weighted_f1"] == 0.6
 
 
 def test_source_code_is_this_meldctl_with_its_pins(tmp_path: Path) -> None:
     folder = stage_source(tmp_path / "code", ["torch==2.11.0", "typer>=0.12"])
     assert (folder / "meldctl" / "__init__.py").is_file()
     assert (folder / "meldctl" / "training" / "sagemaker_env.py").is_file()
-    assert not list(folder.rglob("__pycache__"))
-    assert "run_in_job" in (folder / "meldctl_job.py").read_text()
+    assert not list(folder.rglob("__pycache__")) and not (folder / "meldctl" / "data" / "sample").exists()
     assert "torch==2.11.0" in (folder / "requirements.txt").read_text().splitlines()
+    assert not (stage_source(tmp_path / "isolated", None) / "requirements.txt").exists()

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from aws_servers import aws_env, moto_server, s3_client, s3_server  # noqa: F401
+from aws_servers import aws_env, moto_s3_env, moto_server, s3_client, s3_server  # noqa: F401
 
-from meldctl.remote.s3 import local_etag, sync_down, upload_folder
+from meldctl.remote.s3 import local_target, sync_down, upload_file, upload_folder
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -14,14 +15,13 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_local_etag_matches_s3_for_single_and_multipart(tmp_path: Path) -> None:
-    path = write(tmp_path / "f", b"hello")
-    assert local_etag(path) == "5d41402abc4b2a76b9719d911017c592"
-    big = write(tmp_path / "g", b"a" * 10)
-    assert local_etag(big, chunk=4).endswith("-3")
+def age(path: Path, seconds: float) -> None:
+    """Set the file's modification time `seconds` in the past (as a file written before its upload)."""
+    stat = path.stat()
+    os.utime(path, (stat.st_atime, stat.st_mtime - seconds))
 
 
-def test_upload_sends_only_changed_files(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
+def test_upload_sends_only_missing_and_changed_files(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
     data = tmp_path / "data"
     write(data / "manifest" / "train.jsonl", b'{"a": 1}\n')
     write(data / "audio" / "train" / "x.wav", b"RIFF1234")
@@ -38,12 +38,83 @@ def test_upload_sends_only_changed_files(tmp_path: Path, aws_env: str) -> None: 
     again = upload_folder(client, data, uri, exclude=("raw",))
     assert again.moved == [] and len(again.skipped) == 2
 
-    write(data / "audio" / "train" / "x.wav", b"RIFF5678")  # same size, new content
+    write(data / "audio" / "train" / "x.wav", b"RIFF5678")  # same size, new content, modified after the upload
+    os.utime(data / "audio" / "train" / "x.wav", (0, (data / "audio" / "train" / "x.wav").stat().st_mtime + 5))
     write(data / "manifest" / "dev.jsonl", b"{}\n")
     changed = upload_folder(client, data, uri, exclude=("raw",))
     assert sorted(changed.moved) == ["audio/train/x.wav", "manifest/dev.jsonl"]
     body = client.get_object(Bucket=aws_env, Key="meldctl/data/prepared/audio/train/x.wav")["Body"].read()
     assert body == b"RIFF5678"
+
+
+def test_parallel_and_one_at_a_time_upload_the_same_objects(tmp_path: Path, aws_env: str) -> None:  # noqa: F811
+    data = tmp_path / "data"
+    files = {f"split{i % 3}/clip{i}.wav": os.urandom(100 + i) for i in range(40)}
+    for name, body in files.items():
+        write(data / name, body)
+    client = s3_client()
+    progress: list[tuple[int, int]] = []
+    parallel = upload_folder(client, data, f"s3://{aws_env}/p", workers=8, on_progress=lambda *p: progress.append(p))
+    serial = upload_folder(client, data, f"s3://{aws_env}/s", workers=1)
+    assert sorted(parallel.moved) == sorted(serial.moved) == sorted(files)
+    assert progress == [(n, 40) for n in range(1, 41)]
+    assert parallel.bytes == serial.bytes == sum(len(b) for b in files.values())
+    for name, body in files.items():
+        for prefix in ("p", "s"):
+            assert client.get_object(Bucket=aws_env, Key=f"{prefix}/{name}")["Body"].read() == body
+
+
+def test_unchanged_files_are_skipped_whatever_the_etag(tmp_path: Path, moto_s3_env: str) -> None:  # noqa: F811
+    # An object uploaded in parts (or encrypted with SSE-KMS) has an ETag that is not the file's MD5: skipping by
+    # size and time must not care.
+    big = write(tmp_path / "data" / "features.bin", os.urandom(6 * 1024 * 1024))
+    client = s3_client()
+    key = "data/features.bin"
+    upload = client.create_multipart_upload(Bucket=moto_s3_env, Key=key)
+    parts = []
+    for number, start in enumerate(range(0, big.stat().st_size, 5 * 1024 * 1024), 1):
+        chunk = big.read_bytes()[start : start + 5 * 1024 * 1024]
+        part = client.upload_part(Bucket=moto_s3_env, Key=key, UploadId=upload["UploadId"], PartNumber=number,
+                                  Body=chunk)  # fmt: skip
+        parts.append({"ETag": part["ETag"], "PartNumber": number})
+    client.complete_multipart_upload(Bucket=moto_s3_env, Key=key, UploadId=upload["UploadId"],
+                                     MultipartUpload={"Parts": parts})  # fmt: skip
+    assert client.head_object(Bucket=moto_s3_env, Key=key)["ETag"].strip('"').endswith("-2")
+    age(big, 60)
+    report = upload_folder(client, tmp_path / "data", f"s3://{moto_s3_env}/data")
+    assert report.moved == [] and report.skipped == ["features.bin"]
+    assert upload_file(client, big, f"s3://{moto_s3_env}/{key}").moved == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["/abs/path/file", "../escape", "a/../../escape", "a\\..\\b", "./dot", "a//b", "", "..", "a/./b", "nul\0x"],
+)
+def test_unsafe_keys_have_no_local_target(tmp_path: Path, key: str) -> None:
+    assert local_target(tmp_path / "dest", key) is None
+
+
+def test_safe_keys_stay_under_the_destination(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    assert local_target(dest, "eval/events.out.1") == (dest / "eval" / "events.out.1").resolve()
+    (dest).mkdir()
+    (dest / "link").symlink_to(tmp_path)  # a symlink already there must not lead outside either
+    assert local_target(dest, "link/evil") is None
+
+
+def test_sync_skips_hostile_keys_and_brings_the_rest(tmp_path: Path, moto_s3_env: str) -> None:  # noqa: F811
+    client = s3_client()
+    prefix = "meldctl/job/tensorboard"
+    hostile = [f"{prefix}//{tmp_path}/outside/abs", f"{prefix}/../escape", f"{prefix}/a/../../escape2",
+               f"{prefix}/a\\..\\..\\win", f"{prefix}/./dot"]  # fmt: skip
+    for key in [*hostile, f"{prefix}/events.out.1", f"{prefix}/eval/events.out.2"]:
+        client.put_object(Bucket=moto_s3_env, Key=key, Body=b"x")
+    dest = tmp_path / "run" / "tensorboard"
+    report = sync_down(client, f"s3://{moto_s3_env}/{prefix}", dest)
+    assert sorted(report.moved) == ["eval/events.out.2", "events.out.1"]
+    assert sorted(report.refused) == sorted(hostile)
+    written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {"run/tensorboard/events.out.1", "run/tensorboard/eval/events.out.2"}
 
 
 def test_sync_copies_new_files_and_only_the_tail_of_grown_ones(tmp_path: Path, aws_env: str) -> None:  # noqa: F811

@@ -7,7 +7,13 @@ import pytest
 
 from meldctl.errors import ConfigError, MeldError
 from meldctl.settings import Settings, load_settings
-from meldctl.training.sagemaker_env import SageMakerJob, detect, hyperparameter_target, hyperparameters_from_argv
+from meldctl.training.sagemaker_env import SageMakerJob, detect
+
+
+def job_settings(job: SageMakerJob) -> Settings:
+    """The settings inside the job, resolved once with its layer (as `meldctl train` does)."""
+    job.prepare_data()
+    return load_settings(job=job.settings_layer())
 
 
 def job_env(root: Path, **extra: str) -> dict[str, str]:
@@ -58,12 +64,12 @@ def test_checkpoint_and_tensorboard_default_to_the_settings_paths(tmp_path: Path
     assert job is not None and job.checkpoint_dir == Path("/opt/ml/ckpt")
 
 
-def test_apply_maps_hyperparameters_and_job_folders(tmp_path: Path) -> None:
-    hps = {"batch-size": "8", "text-model": "prajjwal1/bert-tiny", "train.lr": "0.01", "epochs": "3",
-           "model.modalities": "text,audio", "sagemaker_program": "x.py", "cache": "false"}  # fmt: skip
+def test_the_layer_maps_hyperparameters_and_job_folders(tmp_path: Path) -> None:
+    hps = {"train__batch_size": "8", "text-model": "prajjwal1/bert-tiny", "train.lr": "0.01", "epochs": "3",
+           "model__modalities": "text,audio", "sagemaker_program": "x.py", "data__cache": False}  # fmt: skip
     job = detect(job_env(tmp_path, SM_HPS=json.dumps(hps)))
     assert job is not None
-    settings = job.apply(load_settings())
+    settings = job_settings(job)
     assert isinstance(settings, Settings)
     assert settings.train.batch_size == 8 and settings.train.epochs == 3 and settings.train.lr == 0.01
     assert settings.model.text_model == "prajjwal1/bert-tiny"
@@ -75,13 +81,23 @@ def test_apply_maps_hyperparameters_and_job_folders(tmp_path: Path) -> None:
     assert settings.train.run_dir is not None and tmp_path in settings.train.run_dir.parents
 
 
-def test_batch_size_with_underscore_and_sdk_typed_values(tmp_path: Path) -> None:
-    job = detect(job_env(tmp_path, SM_HPS=json.dumps({"batch_size": 4, "freeze_text": False, "dropout": 0.1})))
+def test_sdk_typed_values(tmp_path: Path) -> None:
+    hps = {"train__batch_size": 4, "model__freeze_text": False, "model__dropout": 0.1, "data__splits": "train,dev"}
+    job = detect(job_env(tmp_path, SM_HPS=json.dumps(hps)))
     assert job is not None
-    settings = job.apply(load_settings())
+    settings = job_settings(job)
     assert settings.train.batch_size == 4
     assert settings.model.freeze_text is False
-    assert settings.model.dropout == 0.1
+    assert settings.model.dropout == 0.1 and settings.data.splits == ["train", "dev"]
+
+
+def test_hyperparameters_sit_between_the_environment_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = detect(job_env(tmp_path, SM_HPS=json.dumps({"train__epochs": 7, "train__seed": 3})))
+    assert job is not None
+    monkeypatch.setenv("MELDCTL_TRAIN__EPOCHS", "2")
+    monkeypatch.setenv("MELDCTL_TRAIN__PATIENCE", "9")
+    settings = load_settings(overrides={"train": {"seed": 5}}, job=job.settings_layer())
+    assert settings.train.epochs == 7 and settings.train.patience == 9 and settings.train.seed == 5
 
 
 @pytest.mark.parametrize(
@@ -91,27 +107,17 @@ def test_a_bad_hyperparameter_is_named(tmp_path: Path, hps: dict[str, str], name
     job = detect(job_env(tmp_path, SM_HPS=json.dumps(hps)))
     assert job is not None
     with pytest.raises(ConfigError) as caught:
-        job.apply(load_settings())
+        job.settings_layer()
     assert named in caught.value.message
 
 
-def test_hyperparameters_from_the_config_file_and_from_argv(tmp_path: Path) -> None:
+def test_hyperparameters_from_the_config_file(tmp_path: Path) -> None:
     env = job_env(tmp_path)
-    del env["SM_HPS"]
+    del env["SM_HPS"]  # a bare container started by SageMaker: no SDK driver wrote SM_HPS
     (tmp_path / "input" / "config").mkdir(parents=True)
-    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": "2"}))
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"train__epochs": "2"}))
     job = detect(env)
-    assert job is not None and job.hyperparameters == {"epochs": "2"}
-    argv = ["--batch-size", "16", "--train.lr=0.1", "--model.freeze_text", "false", "--flag"]
-    assert hyperparameters_from_argv(argv) == {"batch-size": "16", "train.lr": "0.1", "model.freeze_text": "false",
-                                               "flag": "true"}  # fmt: skip
-
-
-def test_unqualified_names_prefer_train_then_model_then_data() -> None:
-    assert hyperparameter_target("workers") == ("train", "workers")
-    assert hyperparameter_target("text-model") == ("model", "text_model")
-    assert hyperparameter_target("splits") == ("data", "splits")
-    assert hyperparameter_target("sagemaker_submit_directory") is None
+    assert job is not None and job.hyperparameters == {"train__epochs": "2"}
 
 
 def test_one_channel_per_split_is_combined(tmp_path: Path) -> None:
@@ -126,7 +132,7 @@ def test_one_channel_per_split_is_combined(tmp_path: Path) -> None:
     env = {"SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DIR": str(tmp_path / "output"), **channels}
     job = detect(env)
     assert job is not None
-    settings = job.apply(load_settings())
+    settings = job_settings(job)
     data = settings.data.data_dir
     assert (data / "manifest" / "train.jsonl").read_text() == "train\n"
     assert (data / "manifest" / "dev.jsonl").read_text() == "dev\n"
@@ -144,7 +150,7 @@ def test_weights_channels_replace_the_encoder_names(tmp_path: Path) -> None:
     env.update({"SM_CHANNEL_TEXT_MODEL": str(text), "SM_CHANNEL_WEIGHTS": str(video), "SM_CHANNELS": "[]"})
     job = detect(env)
     assert job is not None and job.data_dir == tmp_path / "input" / "data" / "data"
-    settings = job.apply(load_settings())
+    settings = job_settings(job)
     assert settings.model.text_model == str(text)
     assert settings.model.video_weights == str(video / "r3d_18.pth")
 
@@ -192,111 +198,26 @@ def test_fail_writes_the_reason(tmp_path: Path) -> None:
     assert text.startswith("CUDA out of memory") and len(text) <= 1025
 
 
-# --- the contract end to end: `meldctl train` inside a "job" whose /opt/ml is a temporary folder ---
-
-TEXTS = ["oh my god", "i love coffee", "no way", "that is great", "i hate this", "so sorry", "really", "wow"]
-EMOTIONS = ["joy", "neutral", "surprise", "anger", "sadness", "fear", "disgust", "joy"]
-SENTIMENTS = {"joy": "positive", "neutral": "neutral", "surprise": "positive"}
+# --- a job that cannot train writes why, for SageMaker's FailureReason (the contract test runs a whole job) ---
 
 
-def text_only_data(folder: Path) -> Path:
-    """A prepared folder with manifests only: enough for a text-only model."""
-    from meldctl.data.manifest import ManifestRow, write_manifest
-
-    for split in ("train", "dev", "test"):
-        rows = [
-            ManifestRow(split=split, dialogue_id=i // 4, utterance_id=i % 4, text=text, speaker="Ross",
-                        emotion=EMOTIONS[i], sentiment=SENTIMENTS.get(EMOTIONS[i], "negative"), clip=None,
-                        audio=None, duration_s=1.0, status="ok")
-            for i, text in enumerate(TEXTS)
-        ]  # fmt: skip
-        write_manifest(folder, split, rows)
-    return folder
-
-
-def contract_env(root: Path, tiny_bert: Path, **hps: str) -> dict[str, str]:
-    data = text_only_data(root / "input" / "data" / "training")
-    hyperparameters = {"modalities": "text", "text-model": str(tiny_bert), "video-weights": "none",
-                       "batch-size": "4", "workers": "0", "epochs": "1", **hps}  # fmt: skip
-    return {
-        "SM_MODEL_DIR": str(root / "model"),
-        "SM_INPUT_DIR": str(root / "input"),
-        "SM_OUTPUT_DIR": str(root / "output"),
-        "SM_CHECKPOINT_DIR": str(root / "checkpoints"),
-        "SM_TENSORBOARD_DIR": str(root / "output" / "tensorboard"),
-        "SM_CHANNELS": json.dumps(["training"]),
-        "SM_CHANNEL_TRAINING": str(data),
-        "SM_HPS": json.dumps(hyperparameters),
-    }
-
-
-def test_a_job_trains_exports_and_resumes(
-    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from meldctl.cli.train_remote import run_in_job
-    from meldctl.model.checkpoint import load_checkpoint, read_checkpoint
-
-    root = tmp_path / "ml"
-    for name, value in contract_env(root, tiny_bert).items():
-        monkeypatch.setenv(name, value)
-    assert run_in_job([]) == 0
-    assert (root / "model" / "settings.toml").is_file()
-    load_checkpoint(root / "model" / "best.pt")  # the model lands in SM_MODEL_DIR and loads
-    assert read_checkpoint(root / "checkpoints" / "last.pt")["training"]["state"]["epoch"] == 2
-    assert list((root / "output" / "tensorboard").rglob("events.out.tfevents.*"))
-    assert not (root / "output" / "failure").exists()
-    assert "[meldctl] best epoch=1 " in capsys.readouterr().out  # read by the best_* metric definition
-
-    # A retry (or a spot resumption) finds last.pt in the checkpoint folder and goes on from there.
-    monkeypatch.setenv("SM_HPS", json.dumps({**json.loads(contract_env(tmp_path / "x", tiny_bert)["SM_HPS"]),
-                                             "epochs": "2"}))  # fmt: skip
-    assert run_in_job([]) == 0
-    assert read_checkpoint(root / "checkpoints" / "last.pt")["training"]["state"]["epoch"] == 3
-
-
+@pytest.mark.parametrize(
+    ("hps", "reason"),
+    [
+        ({"model__modalities": "text", "model__text_model": "minilm"}, "manifest"),  # the data channel is empty
+        ({"train__epochs": "many"}, "hyperparameter train__epochs = 'many'"),
+    ],
+)
 def test_a_failing_job_writes_the_failure_file(
-    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hps: dict[str, str], reason: str
 ) -> None:
-    from meldctl.cli.train_remote import run_in_job
+    from typer.testing import CliRunner
+
+    from meldctl.cli import app
 
     root = tmp_path / "ml"
-    env = contract_env(root, tiny_bert)
-    empty = root / "input" / "data" / "empty"
-    empty.mkdir(parents=True)
-    env["SM_CHANNEL_TRAINING"] = str(empty)  # a data channel without manifests
-    for name, value in env.items():
+    for name, value in job_env(root, SM_HPS=json.dumps(hps)).items():
         monkeypatch.setenv(name, value)
-    assert run_in_job([]) != 0
-    failure = (root / "output" / "failure").read_text()
-    assert "manifest" in failure
-
-
-def test_sigterm_leaves_a_loadable_checkpoint(tmp_path: Path, tiny_bert: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from meldctl.model.checkpoint import read_checkpoint
-
-    root = tmp_path / "ml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MELDCTL_", "SM_"))}
-    env.update(contract_env(root, tiny_bert, epochs="500"), PYTHONUNBUFFERED="1", COLUMNS="200")
-    process = subprocess.Popen([sys.executable, "-m", "meldctl", "train"], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        seen = []
-        for line in process.stdout:  # type: ignore[union-attr]
-            seen.append(line)
-            if "[meldctl] epoch=2 " in line:
-                break
-        assert any("[meldctl] epoch=2 " in line for line in seen), "".join(seen)
-        process.send_signal(signal.SIGTERM)  # what SageMaker does on stop or spot interruption
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode != 0
-    checkpoint = read_checkpoint(root / "checkpoints" / "last.pt")
-    assert checkpoint["training"]["state"]["epoch"] >= 3
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert reason in (root / "output" / "failure").read_text()

@@ -1,0 +1,56 @@
+"""`meldctl train` inside a SageMaker training job: progress into the job's log, the final metric lines."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from meldctl.cli.common import console, print_json, resolve_settings
+from meldctl.cli.progress import RichReporter
+from meldctl.errors import MeldError
+
+if TYPE_CHECKING:
+    from meldctl.training.sagemaker_env import SageMakerJob
+
+
+def run_in_job(job: SageMakerJob, flags: dict[str, dict[str, Any]], *, as_json: bool) -> None:
+    """Resolve the settings with the job's layer, then train, evaluate and export as the job `job`.
+
+    A bad hyperparameter, like any failure, is written to the job's failure file. SIGTERM (a stop, a spot
+    interruption) saves last.pt into the checkpoint folder and exits with 143; the job resumes from it when
+    SageMaker restarts it.
+    """
+    from meldctl.training.metrics import best_line, report_line
+    from meldctl.training.sagemaker_job import run_job
+    from meldctl.training.signals import GracefulStop
+
+    with job.failures_reported():
+        settings = resolve_settings(job=job.settings_layer(), **flags)
+    is_main = job.rank == 0
+    with GracefulStop() as stop, RichReporter() as reporter:
+        try:
+            outcome = run_job(settings, job, reporter=reporter if is_main else None, should_stop=stop)
+        except MeldError as exc:
+            if stop.requested is None:
+                raise
+            console.print(f"Stopped by {stop.requested}: {exc.message}", markup=False, soft_wrap=True)
+            raise SystemExit(143 if stop.requested == "SIGTERM" else 130) from None
+    result = outcome.result
+    if result.stopped == "interrupted":
+        if is_main:
+            where = settings.train.checkpoint_dir or result.run_dir
+            console.print(f"Stopped by {stop.requested}; saved last.pt in {where}, where the job resumes from.",
+                          markup=False, soft_wrap=True)  # fmt: skip
+        raise SystemExit(130 if stop.requested == "SIGINT" else 143)
+    if not is_main:
+        return
+    # The lines SageMaker's best_* and test_* metric definitions read (soft_wrap: a wrapped line would hide them).
+    console.print(best_line(result.best_epoch, result.best_metrics), markup=False, highlight=False, soft_wrap=True)
+    if outcome.report is not None:
+        console.print(report_line(outcome.report), markup=False, highlight=False, soft_wrap=True)
+    if outcome.note:
+        console.print(outcome.note, markup=False, soft_wrap=True)
+    console.print(f"Model for model.tar.gz: {', '.join(str(p) for p in outcome.exported)}", markup=False,
+                  soft_wrap=True)  # fmt: skip
+    if as_json:
+        print_json({"run_dir": result.run_dir, "best_epoch": result.best_epoch, "best_dev": result.best_metrics,
+                    "test": outcome.report, "exported": outcome.exported})  # fmt: skip
