@@ -16,6 +16,7 @@ from meldctl.cli import eval as eval_cmd
 from meldctl.cli import logs as logs_cmd
 from meldctl.cli import predict as predict_cmd
 from meldctl.cli import prepare as prepare_cmd
+from meldctl.cli import serve as serve_cmd
 from meldctl.cli import train as train_cmd
 from meldctl.cli.common import console, root
 from meldctl.errors import MeldError
@@ -78,6 +79,7 @@ app.command("prepare")(prepare_cmd.prepare)
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(logs_cmd.app, name="logs")
 
 
