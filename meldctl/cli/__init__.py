@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from meldctl import __version__
 from meldctl.cli import config as config_cmd
+from meldctl.cli import endpoint as endpoint_cmd
 from meldctl.cli import eval as eval_cmd
 from meldctl.cli import logs as logs_cmd
 from meldctl.cli import predict as predict_cmd
@@ -81,6 +82,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(logs_cmd.app, name="logs")
+app.add_typer(endpoint_cmd.app, name="endpoint")
 
 
 def main() -> None:

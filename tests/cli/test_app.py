@@ -34,7 +34,8 @@ def test_help_and_config_show_do_not_import_torch() -> None:
 
 def test_help_of_every_command_imports_no_heavy_package() -> None:
     """`--help` stays fast: no torch, no web server, no AWS SDK until a command runs."""
-    helps = [["--help"], ["serve", "--help"], ["predict", "--help"]]
+    helps = [["--help"], ["serve", "--help"], ["endpoint", "--help"], ["endpoint", "deploy", "--help"],
+             ["endpoint", "invoke", "--help"], ["predict", "--help"]]  # fmt: skip
     code = (
         "import sys; from meldctl.cli import app; from typer.testing import CliRunner\n"
         f"for args in {helps!r}:\n"

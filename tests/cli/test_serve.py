@@ -18,10 +18,10 @@ runner = CliRunner()
 
 
 def _unpacked_model(trained_run: Path, folder: Path) -> Path:
-    """What SageMaker does with the endpoint's model.tar.gz: unpack it into the model folder."""
-    archive = folder / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(trained_run / "best.pt", arcname="best.pt")
+    """What SageMaker does with the model.tar.gz that `endpoint deploy` uploads: unpack it into the model folder."""
+    from meldctl.remote.endpoint import package_checkpoint
+
+    archive = package_checkpoint(trained_run / "best.pt", folder / "model.tar.gz")
     model_dir = folder / "opt-ml-model"
     with tarfile.open(archive) as tar:
         tar.extractall(model_dir, filter="data")

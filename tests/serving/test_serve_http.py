@@ -103,12 +103,19 @@ def test_a_clip_without_audio_is_answered_as_predict_answers_it(
     assert served.leftovers() == []
 
 
-def test_invocations_take_multipart_and_json(served: ServeProcess, clips: list[Path]) -> None:
+def test_invocations_take_multipart_json_and_what_endpoint_invoke_sends(
+    served: ServeProcess, clips: list[Path]
+) -> None:
+    from meldctl.remote.endpoint import invocation_body
+
     clip, text = clips[2], "We were on a break!"
     expected = post_clip(served.url, clip, text).json()
     assert post_clip(served.url, clip, text, route="/invocations").json() == expected
     payload = {"text": text, "clip_b64": base64.b64encode(clip.read_bytes()).decode(), "clip_name": clip.name}
     assert requests.post(served.url + "/invocations", json=payload, timeout=120).json() == expected
+    kind, body = invocation_body(clip, text)
+    sent = requests.post(served.url + "/invocations", data=body, headers={"Content-Type": kind}, timeout=120)
+    assert sent.status_code == 200 and sent.json() == expected
 
 
 def _chunked_oversize() -> Iterator[bytes]:
