@@ -74,19 +74,7 @@ def deploy(
     if dry_run:
         print_json(spec.describe()) if as_json else _render_plan(spec)
         return
-    if spec.upload is not None:
-        _check_checkpoint(spec.upload.checkpoint)
-    with _Progress(endpoint) as progress:
-        done = ep.deploy(aws.session(spec.region), spec, on_upload=_uploading, on_status=progress, wait=wait)
-    if as_json:
-        print_json(done.__dict__ | {"region": spec.region, "kind": spec.kind})
-        return
-    for item in done.removed:
-        console.print(f"  removed the previous {escape(item)}", style="dim")
-    verb = "updated" if done.updated else "created"
-    console.print(f"Endpoint [bold]{escape(endpoint)}[/] {verb} ({escape(spec.kind)}): {done.status}.", soft_wrap=True)
-    console.print(f"Try it: meldctl endpoint invoke {endpoint} CLIP --text '...'", markup=False, soft_wrap=True)
-    console.print(f"It costs money while it exists; remove it with: meldctl endpoint delete {endpoint}", markup=False)
+    _deploy(spec, wait=wait, as_json=as_json)
 
 
 @app.command("invoke")
@@ -156,6 +144,37 @@ def delete(
         return
     for item in removed:
         console.print(f"deleted {escape(item)}")
+
+
+def _deploy(spec: Any, *, wait: bool, as_json: bool) -> None:
+    """Check a local checkpoint, deploy with a progress line, and report (Ctrl-C detaches)."""
+    from meldctl.remote import aws
+    from meldctl.remote import endpoint as ep
+
+    if spec.upload is not None:
+        _check_checkpoint(spec.upload.checkpoint)
+    try:
+        with _Progress(spec.endpoint) as progress:
+            done = ep.deploy(aws.session(spec.region), spec, on_upload=_uploading, on_status=progress, wait=wait)
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]Detached:[/] what was already created keeps going (an endpoint costs money while it exists); "
+            f"see it with meldctl endpoint list, remove it with meldctl endpoint delete {escape(spec.endpoint)}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
+    if as_json:
+        print_json(done.__dict__ | {"region": spec.region, "kind": spec.kind})
+        return
+    for item in done.removed:
+        console.print(f"  removed the previous {escape(item)}", style="dim")
+    verb = "updated" if done.updated else "created"
+    name = escape(spec.endpoint)
+    console.print(f"Endpoint [bold]{name}[/] {verb} ({escape(spec.kind)}): {done.status}.", soft_wrap=True)
+    console.print(f"Try it: meldctl endpoint invoke {spec.endpoint} CLIP --text '...'", markup=False, soft_wrap=True)
+    console.print(
+        f"It costs money while it exists; remove it with: meldctl endpoint delete {spec.endpoint}", markup=False
+    )
 
 
 class _Progress:

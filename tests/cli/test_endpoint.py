@@ -178,3 +178,15 @@ def test_a_role_sagemaker_refuses_is_one_line(aws_env: str, monkeypatch: pytest.
     _refuse(monkeypatch, "CreateModel", error=error)
     result = runner.invoke(app, _deploy_job(aws_env))
     assert result.exit_code == 1 and "Could not assume role" in result.stderr and "--role" in result.stderr
+
+
+def test_ctrl_c_while_waiting_detaches(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from meldctl.remote import endpoint as ep
+
+    def interrupted(*args: object, **kwargs: object) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ep, "wait_for_endpoint", interrupted)
+    result = runner.invoke(app, _deploy_job(aws_env))
+    assert result.exit_code == 130 and "Detached" in result.stderr and "meldctl endpoint delete e" in result.stderr
+    assert boto3.client("sagemaker").describe_endpoint(EndpointName="e")  # it goes on

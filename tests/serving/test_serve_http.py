@@ -287,3 +287,33 @@ def test_a_stalled_upload_hits_the_time_limit_and_others_are_told_busy(
         assert json.loads(reply.read()) == {"error": "the request took longer than the server's limit of 3 s"}
     assert not list(tmp_path.glob("meldctl-serve-*"))
     assert post_clip(strict_server.url, clips[0], "hi").status_code == 200  # and the server goes on
+
+
+@pytest.fixture(scope="module")
+def text_server(
+    sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ThreadServer, Path]]:
+    """uvicorn in a thread serving a text-only checkpoint (trained here: one epoch, text features only)."""
+    from conftest import train_small
+
+    from meldctl.inference import Predictor
+    from meldctl.serving.app import ServeOptions, build_app
+
+    checkpoint = train_small(sample_data, tiny_bert, tmp_path_factory.mktemp("textonly"), modalities="text") / "best.pt"
+    server = start_thread_server(build_app(Predictor.from_path(checkpoint, "cpu"), ServeOptions()))
+    yield server, checkpoint
+    server.stop()
+
+
+def test_a_text_only_checkpoint_needs_no_clip(text_server: tuple[ThreadServer, Path]) -> None:
+    server, checkpoint = text_server
+    printed = runner.invoke(app, ["predict", "--text", "Oh my God!", "--ckpt", str(checkpoint), "--json"])
+    assert printed.exit_code == 0, printed.output
+    expected = json.loads(printed.stdout)
+    assert expected["clip"] is None
+    form = requests.post(server.url + "/predict", data={"text": "Oh my God!"}, timeout=60)  # curl -d text=...
+    assert form.status_code == 200 and form.json() == expected
+    multipart = requests.post(server.url + "/predict", files={"text": (None, "Oh my God!")}, timeout=60)
+    assert multipart.json() == expected
+    assert requests.post(server.url + "/invocations", json={"text": "Oh my God!"}, timeout=60).json() == expected
+    assert_error(requests.post(server.url + "/predict", data={"text": " "}, timeout=60), 422, "empty text")
