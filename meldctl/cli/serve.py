@@ -31,7 +31,10 @@ def serve(
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest clip accepted, in MB (413 above).")] = 100.0,
-    max_batch: Annotated[int, typer.Option(min=1, max=512, help="Most requests in one forward of the model.")] = 8,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(min=1, max=512, help="Most requests in one forward (default: 8 on a GPU, 1 on the CPU)."),
+    ] = None,
     workers: Annotated[int, typer.Option(min=0, max=64, help="Threads decoding clips (0: one per core, 2 to 8).")] = 0,
     batch_wait_ms: Annotated[
         float, typer.Option(min=0, help="How long a decoded request may wait for others still being decoded.")

@@ -12,7 +12,7 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,8 @@ class ServeOptions:
 
     Attributes:
         max_upload_mb: The largest clip accepted (413 above it).
-        max_batch: The most requests in one forward.
+        max_batch: The most requests in one forward; None: 8 on a GPU, 1 on the CPU (where a batch of R3D-18
+            clips costs more than the same clips one by one, see docs/benchmarks.md).
         max_wait_ms: How long a decoded request may wait for others still being decoded.
         workers: Threads decoding clips.
         timeout_s: Time limit of one request, upload included (504 after it).
@@ -62,7 +63,7 @@ class ServeOptions:
     """
 
     max_upload_mb: float = 100.0
-    max_batch: int = 8
+    max_batch: int | None = None
     max_wait_ms: float = 5.0
     workers: int = 2
     timeout_s: float = 60.0
@@ -130,6 +131,9 @@ def build_app(predictor: Any, options: ServeOptions, *, fetch_s3: FetchS3 | None
         options: Limits, batching and decoding threads.
         fetch_s3: How to fetch a `clip_s3` object (None: refuse them).
     """
+    if options.max_batch is None:
+        options = replace(options, max_batch=8 if predictor.device.type == "cuda" else 1)
+    assert options.max_batch is not None
     workers = max(1, options.workers)
     batcher = Batcher(predictor, max_batch=options.max_batch, max_wait_s=options.max_wait_ms / 1000, workers=workers)
 
