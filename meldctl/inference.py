@@ -137,6 +137,7 @@ class Predictor:
         from meldctl.media.video import read_video
 
         start = time.perf_counter()
+        shown = name if name is not None else _name(clip)
         if self.needs_clip and clip is None:
             raise MeldError(f"this checkpoint uses {','.join(self.modalities)}: give a clip to predict on")
         if "text" in self.modalities and (not text or not text.strip()):
@@ -151,12 +152,12 @@ class Predictor:
                 try:
                     sample.update(read())
                 except NoStreamError as exc:
+                    # Say it with the clip's name as the caller knows it (a server's temporary path is nobody's).
+                    why = exc.message.replace(str(clip), shown) if clip is not None else exc.message
                     if strict:
-                        raise MeldError(
-                            f"{exc.message} (--strict: every modality of the checkpoint is required)"
-                        ) from None
-                    missing.append((modality, exc.message))
-        prepared = self._prepared(text, sample, missing, name if name is not None else _name(clip))
+                        raise MeldError(f"{why} (--strict: every modality of the checkpoint is required)") from None
+                    missing.append((modality, why))
+        prepared = self._prepared(text, sample, missing, shown)
         prepared.seconds = time.perf_counter() - start
         return prepared
 

@@ -16,10 +16,12 @@ from meldctl import __version__
 from meldctl.cli import cache as cache_cmd
 from meldctl.cli import config as config_cmd
 from meldctl.cli import doctor as doctor_cmd
+from meldctl.cli import endpoint as endpoint_cmd
 from meldctl.cli import eval as eval_cmd
 from meldctl.cli import logs as logs_cmd
 from meldctl.cli import predict as predict_cmd
 from meldctl.cli import prepare as prepare_cmd
+from meldctl.cli import serve as serve_cmd
 from meldctl.cli import train as train_cmd
 from meldctl.cli import weights as weights_cmd
 from meldctl.cli.common import console, root
@@ -102,10 +104,12 @@ app.command("prepare")(prepare_cmd.prepare)
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(cache_cmd.app, name="cache")
 app.add_typer(weights_cmd.app, name="weights")
 app.command("doctor")(doctor_cmd.doctor)
+app.add_typer(endpoint_cmd.app, name="endpoint")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from meldctl.errors import MeldError
 from meldctl.settings import Settings, load_settings
 
 console = Console(stderr=True, highlight=False)
@@ -39,6 +40,29 @@ def resolve_settings(
         sections: The flags, as `section={key: value}`.
     """
     return load_settings(config or root.config, sections, job=job)
+
+
+def resolve_checkpoint(explicit: Path | None, given_as: str = "--ckpt") -> tuple[Path, str]:
+    """The checkpoint to load and where it came from: the flag, else setting model.checkpoint, else the newest
+    `runs/*/best.pt`.
+
+    Raises:
+        MeldError: none given and none found.
+    """
+    settings = resolve_settings()
+    if explicit is not None:
+        return explicit, given_as
+    if settings.model.checkpoint is not None:
+        return settings.model.checkpoint, "setting model.checkpoint"
+    from meldctl.inference import newest_checkpoint
+
+    found = newest_checkpoint(settings.train.runs_root)
+    if found is None:
+        raise MeldError(
+            f"no checkpoint given and none found under {settings.train.runs_root}/*/best.pt",
+            hint=f"pass {given_as} PATH, or train one with meldctl train",
+        )
+    return found, f"newest under {settings.train.runs_root}/"
 
 
 def print_json(payload: Any) -> None:

@@ -32,6 +32,22 @@ def test_help_and_config_show_do_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_help_of_every_command_imports_no_heavy_package() -> None:
+    """`--help` stays fast: no torch, no web server, no AWS SDK until a command runs."""
+    helps = [["--help"], ["serve", "--help"], ["endpoint", "--help"], ["endpoint", "deploy", "--help"],
+             ["endpoint", "invoke", "--help"], ["predict", "--help"]]  # fmt: skip
+    code = (
+        "import sys; from meldctl.cli import app; from typer.testing import CliRunner\n"
+        f"for args in {helps!r}:\n"
+        "    r = CliRunner().invoke(app, args); assert r.exit_code == 0, (args, r.output)\n"
+        "heavy = ('torch', 'fastapi', 'uvicorn', 'starlette', 'boto3', 'botocore', 'sagemaker', 'transformers')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_config_show_json_follows_toml_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "meldctl.toml").write_text("[train]\nbatch_size = 8\n")
     result = runner.invoke(app, ["config", "show", "--json"])

@@ -1,0 +1,192 @@
+"""`meldctl endpoint deploy/invoke/list/delete` through the CLI, against moto's SageMaker and SeaweedFS S3."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import boto3
+import botocore.client
+import pytest
+from aws_servers import (  # noqa: F401
+    ROLE,
+    aws_env,
+    create_training_job,
+    model_archive,
+    moto_server,
+    no_credentials,
+    s3_client,
+    s3_server,
+)
+from botocore.exceptions import ClientError
+from typer.testing import CliRunner
+
+from meldctl.cli import app
+
+runner = CliRunner()
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/meldctl:0.1.0"
+# moto's list of endpoint instance types predates the g5 family (the default): these tests use g4dn.
+SIZE = ["--instance-type", "ml.g4dn.xlarge", "--image", IMAGE, "--role", ROLE]
+
+
+def test_dry_run_needs_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_credentials(monkeypatch, tmp_path)
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    args = ["endpoint", "deploy", str(checkpoint), "--endpoint", "meld-e1", "--bucket", "b", "--region", "eu-west-1"]
+    result = runner.invoke(app, [*args, "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["region"] == "eu-west-1" and plan["upload"]["to"].startswith("s3://b/meldctl/endpoints/models/")
+    assert plan["create_model"]["PrimaryContainer"]["ModelDataUrl"] == plan["upload"]["to"]
+    assert plan["create_endpoint_config"]["ProductionVariants"][0]["InstanceType"] == "ml.g5.xlarge"
+    assert plan["create_or_update_endpoint"]["EndpointName"] == "meld-e1"
+    assert any("--role" in problem for problem in plan["problems"])
+    table = runner.invoke(app, [*args, "--dry-run", "--serverless", "--memory-mb", "4096"])
+    assert table.exit_code == 0 and table.stdout == ""
+    assert "serverless, 4096 MB" in table.stderr and "dry run, nothing created" in table.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["job-1", "--endpoint", "bad_name"], 2, "not a SageMaker endpoint name"),
+        (["job-1", "--endpoint", "e", "--output", "s3://b/x"], 2, "--async"),
+        (["job-1", "--endpoint", "e", "--memory-mb", "2048"], 2, "--serverless"),
+        (["missing/best.pt", "--endpoint", "e"], 2, "no checkpoint file missing/best.pt"),
+    ],
+)
+def test_deploy_refusals_are_one_line(
+    args: list[str], code: int, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_credentials(monkeypatch, tmp_path)
+    result = runner.invoke(app, ["endpoint", "deploy", *args, "--region", "us-east-1", "--dry-run"])
+    assert result.exit_code == code, result.output
+    assert says in result.output and "Traceback" not in result.output
+
+
+def test_deploy_invoke_list_delete(trained_run: Path, tmp_path: Path, aws_env: str, moto_server) -> None:  # noqa: ANN001, F811
+    checkpoint = str(trained_run / "best.pt")
+    deployed = runner.invoke(app, ["endpoint", "deploy", checkpoint, "--endpoint", "meld-cli", *SIZE,
+                                   "--bucket", aws_env, "--json"])  # fmt: skip
+    assert deployed.exit_code == 0, deployed.output
+    done = json.loads(deployed.stdout)
+    assert done["status"] == "InService" and done["updated"] is False and done["kind"] == "1 x ml.g4dn.xlarge"
+    assert "loads (text+audio+video)" in deployed.stderr and "endpoint meld-cli: InService (0:00)" in deployed.stderr
+    assert boto3.client("sagemaker").describe_model(ModelName=done["model"])["PrimaryContainer"]["Image"] == IMAGE
+
+    answer = {"clip": "dia3_utt5.mp4", "text": "Hi", "emotion": {"neutral": 0.25, "joy": 0.75},
+              "sentiment": {"positive": 1.0}, "top_emotion": "joy", "top_sentiment": "positive",
+              "top_emotions": [["joy", 0.75], ["neutral", 0.25]], "warnings": ["text truncated"]}  # fmt: skip
+    results = {"results": [{"Body": json.dumps(answer), "ContentType": "application/json"}]}
+    request = urllib.request.Request(f"{moto_server.url}/moto-api/static/sagemaker/endpoint-results",
+                                     data=json.dumps(results).encode(), method="POST")  # fmt: skip
+    urllib.request.urlopen(request, timeout=10).close()
+    clip = tmp_path / "dia3_utt5.mp4"
+    clip.write_bytes(b"stands in for a clip")  # moto decodes request bodies as UTF-8: an mp4 would crash it
+    invoked = runner.invoke(app, ["endpoint", "invoke", "meld-cli", str(clip), "--text", "Hi", "--json"])
+    assert invoked.exit_code == 0, invoked.output
+    assert json.loads(invoked.stdout) == answer
+    shown = runner.invoke(app, ["endpoint", "invoke", "meld-cli", str(clip), "--text", "Hi"])
+    assert "joy 0.75" in shown.stderr and "Warning: text truncated" in shown.stderr
+
+    listed = runner.invoke(app, ["endpoint", "list", "--json"])
+    assert [(e["name"], e["status"]) for e in json.loads(listed.stdout)] == [("meld-cli", "InService")]
+    deleted = runner.invoke(app, ["endpoint", "delete", "meld-cli", "--yes", "--json"])
+    assert deleted.exit_code == 0, deleted.output
+    assert json.loads(deleted.stdout)["deleted"] == [
+        "endpoint meld-cli",
+        f"endpoint config {done['config']}",
+        f"model {done['model']}",
+    ]
+    assert "No endpoints" in runner.invoke(app, ["endpoint", "list"]).stderr
+
+
+def test_delete_asks_first(aws_env: str) -> None:  # noqa: F811
+    result = runner.invoke(app, ["endpoint", "delete", "meld-x"], input="n\n")
+    assert result.exit_code == 1 and "Delete endpoint meld-x" in result.output
+
+
+def test_a_missing_endpoint_is_one_line(aws_env: str, tmp_path: Path) -> None:  # noqa: F811
+    for args in (["invoke", "nope", "--text", "hi"], ["delete", "nope", "--yes"]):
+        result = runner.invoke(app, ["endpoint", *args])
+        assert result.exit_code == 1
+        assert "no endpoint nope" in result.stderr and "meldctl endpoint list" in result.stderr
+
+
+def test_a_broken_checkpoint_is_refused_before_anything_is_created(aws_env: str, tmp_path: Path) -> None:  # noqa: F811
+    broken = tmp_path / "best.pt"
+    broken.write_text("not a checkpoint")
+    result = runner.invoke(app, ["endpoint", "deploy", str(broken), "--endpoint", "e", *SIZE, "--bucket", aws_env])
+    assert result.exit_code == 1 and "not a meldctl checkpoint" in result.stderr
+    assert boto3.client("sagemaker").list_models()["Models"] == []
+
+
+def _deploy_job(bucket: str) -> list[str]:
+    """`endpoint deploy` of a finished training job's model (nothing to load or upload: the failure tests are quick)."""
+    create_training_job(bucket, "meldctl-job-1")
+    key = "meldctl/meldctl-job-1/output/meldctl-job-1/output/model.tar.gz"
+    s3_client().put_object(Bucket=bucket, Key=key, Body=model_archive({"best.pt": b"w"}))
+    return ["endpoint", "deploy", "meldctl-job-1", "--endpoint", "e", *SIZE]
+
+
+def _refuse(monkeypatch: pytest.MonkeyPatch, operation: str, error: dict | None = None, failed: str | None = None):  # noqa: ANN202
+    """Let moto answer every call but `operation`, which AWS refuses with `error` (or reports `failed`)."""
+    real = botocore.client.BaseClient._make_api_call
+
+    def call(self, name: str, params: dict) -> dict:  # noqa: ANN001
+        if name == operation and error is not None:
+            raise ClientError({"Error": error}, name)
+        found = real(self, name, params)
+        if name == operation and failed is not None:
+            found |= {"EndpointStatus": "Failed", "FailureReason": failed}
+        return found
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+
+
+def test_no_quota_is_one_line_and_leaves_nothing(
+    aws_env: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    quota = {"Code": "ResourceLimitExceeded", "Message": "The account-level service limit 'ml.g4dn.xlarge for "
+             "endpoint usage' is 0 Instances, with current utilization of 0 Instances"}  # fmt: skip
+    _refuse(monkeypatch, "CreateEndpoint", error=quota)
+    result = runner.invoke(app, _deploy_job(aws_env))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "ResourceLimitExceeded" in result.stderr and "'ml.g4dn.xlarge for endpoint usage'" in result.stderr
+    client = boto3.client("sagemaker")
+    assert client.list_models()["Models"] == [] and client.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_an_endpoint_that_fails_to_start_is_one_line_with_its_reason(
+    aws_env: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reason = "The primary container for production variant AllTraffic did not pass the ping health check."
+    _refuse(monkeypatch, "DescribeEndpoint", failed=reason)
+    result = runner.invoke(app, _deploy_job(aws_env))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"endpoint e failed to start (Failed): {reason}" in result.stderr
+    assert "meldctl endpoint delete e" in result.stderr
+
+
+def test_a_role_sagemaker_refuses_is_one_line(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    error = {"Code": "ValidationException", "Message": "Could not assume role arn:aws:iam::1:role/x. Please ensure "
+             "that the role exists and allows principal 'sagemaker.amazonaws.com' to assume the role."}  # fmt: skip
+    _refuse(monkeypatch, "CreateModel", error=error)
+    result = runner.invoke(app, _deploy_job(aws_env))
+    assert result.exit_code == 1 and "Could not assume role" in result.stderr and "--role" in result.stderr
+
+
+def test_ctrl_c_while_waiting_detaches(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from meldctl.remote import endpoint as ep
+
+    def interrupted(*args: object, **kwargs: object) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ep, "wait_for_endpoint", interrupted)
+    result = runner.invoke(app, _deploy_job(aws_env))
+    assert result.exit_code == 130 and "Detached" in result.stderr and "meldctl endpoint delete e" in result.stderr
+    assert boto3.client("sagemaker").describe_endpoint(EndpointName="e")  # it goes on
