@@ -37,3 +37,27 @@ def print_json(payload: Any) -> None:
     """Write one JSON document to stdout (paths and other objects as strings)."""
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def resolve_checkpoint(explicit: Path | None) -> tuple[Path, str]:
+    """The checkpoint to use and where it came from: `--ckpt`, else the setting, else the newest run's best.pt.
+
+    Raises:
+        MeldError: none of them gives one.
+    """
+    from meldctl.errors import MeldError
+
+    settings = resolve_settings()
+    if explicit is not None:
+        return explicit, "--ckpt"
+    if settings.model.checkpoint is not None:
+        return settings.model.checkpoint, "setting model.checkpoint"
+    from meldctl.inference import newest_checkpoint
+
+    found = newest_checkpoint(settings.train.runs_root)
+    if found is None:
+        raise MeldError(
+            f"no checkpoint given and none found under {settings.train.runs_root}/*/best.pt",
+            hint="pass --ckpt PATH, or train one with meldctl train",
+        )
+    return found, f"newest under {settings.train.runs_root}/"

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from meldctl.cli.common import console, print_json, resolve_settings
+from meldctl.cli.common import console, print_json, resolve_checkpoint, resolve_settings
 from meldctl.errors import MeldError
 
 
@@ -30,23 +30,6 @@ def _read_pairs(path: Path) -> list[tuple[Path | None, str]]:
             clip = path.parent / clip  # relative to the CSV, when not relative to the working folder
         pairs.append((clip, row[1]))
     return pairs
-
-
-def _checkpoint(explicit: Path | None) -> tuple[Path, str]:
-    settings = resolve_settings()
-    if explicit is not None:
-        return explicit, "--ckpt"
-    if settings.model.checkpoint is not None:
-        return settings.model.checkpoint, "setting model.checkpoint"
-    from meldctl.inference import newest_checkpoint
-
-    found = newest_checkpoint(settings.train.runs_root)
-    if found is None:
-        raise MeldError(
-            f"no checkpoint given and none found under {settings.train.runs_root}/*/best.pt",
-            hint="pass --ckpt PATH, or train one with meldctl train",
-        )
-    return found, f"newest under {settings.train.runs_root}/"
 
 
 def predict(
@@ -69,7 +52,7 @@ def predict(
     pairs = _read_pairs(texts) if texts is not None else [(c, text) for c in clips] if clips else [(None, text)]
     if pairs == [(None, None)]:
         raise typer.BadParameter("give a clip, --text, or --texts FILE.csv")
-    path, origin = _checkpoint(ckpt)
+    path, origin = resolve_checkpoint(ckpt)
     from meldctl.inference import Predictor
 
     predictor = Predictor.from_path(path, resolve_settings(train={"device": device}).train.device)
