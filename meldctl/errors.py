@@ -46,3 +46,11 @@ class MediaError(MeldError):
 
 class RemoteError(MeldError):
     """An AWS call failed or cannot be made."""
+
+
+class AnalysisError(MeldError):
+    """A whole video cannot be cut into utterances: no audio and no subtitles, subtitles that match nothing."""
+
+
+class SubtitleError(AnalysisError):
+    """A subtitle file cannot be read or parsed."""
