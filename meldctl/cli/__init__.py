@@ -11,6 +11,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from meldctl import __version__
+from meldctl.cli import analyze as analyze_cmd
 from meldctl.cli import config as config_cmd
 from meldctl.cli import eval as eval_cmd
 from meldctl.cli import logs as logs_cmd
@@ -78,6 +79,7 @@ app.command("prepare")(prepare_cmd.prepare)
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
+app.command("analyze")(analyze_cmd.analyze)
 app.add_typer(logs_cmd.app, name="logs")
 
 
