@@ -177,6 +177,8 @@ def classify(
     prepared = (_prepare(predictor, utterances[item.index], item, info) for item in media)
     predictions: list[Prediction] = []
     batch: list[PreparedInput] = []
+    if progress is not None:
+        progress("classify", 0, len(utterances))
     for item in _background(prepared, depth=2 * batch_size):
         batch.append(item)
         if len(batch) == batch_size:

@@ -69,6 +69,8 @@ def detect_windowed(
 
     out: list[Utterance] = []
     start = 0.0
+    if progress is not None:
+        progress(0.0, info.duration_s)
     with AudioReader(info.path, sample_rate=SAMPLE_RATE, offset_s=info.audio_offset_s) as reader:
         while True:
             reader.release(start)

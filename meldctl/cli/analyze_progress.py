@@ -42,7 +42,7 @@ class AnalyzeProgress:
         )
         self._tasks: dict[str, int] = {}
         self._started: dict[str, float] = {}
-        self._printed = 0.0
+        self._printed = float("-inf")  # the first real progress prints at once
         self._finished: set[str] = set()
 
     def __enter__(self) -> AnalyzeProgress:
@@ -58,6 +58,8 @@ class AnalyzeProgress:
         now = time.perf_counter()
         started = self._started.setdefault(stage, now)
         if not self.live:
+            if done <= 0:  # a log line saying nothing has happened yet is noise
+                return
             last = done >= total and stage not in self._finished
             if last or (now - self._printed >= self.interval and done < total):
                 self._printed = now

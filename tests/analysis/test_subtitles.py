@@ -126,9 +126,11 @@ def test_check_cues_skips_late_reversed_and_empty_cues_and_cuts_at_the_end() -> 
         Utterance(9.0, 12.0, "runs past the end"),
         Utterance(356400.0, 356401.0, "far future"),
         Utterance(10.0, 11.0, "starts at the end"),
+        Utterance(-1.0, 0.5, "negative start"),
     ]
     kept, warnings = check_cues(cues, duration=10.0)
     assert kept == [
+        Utterance(0.0, 0.5, "negative start"),
         Utterance(1.0, 2.0, "first"),
         Utterance(5.0, 7.0, "second"),
         Utterance(9.0, 10.0, "runs past the end"),

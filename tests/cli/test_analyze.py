@@ -178,3 +178,26 @@ def test_no_audio_stream_with_subtitles(trained_run: Path, silent_episode, tmp_p
     else:
         assert "has no audio stream, and this checkpoint cannot predict without audio" in _one_error(result)
         assert not out.exists()
+
+
+def test_progress_in_a_log_is_a_plain_line_every_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from meldctl.cli import analyze_progress
+    from meldctl.cli.analyze_progress import AnalyzeProgress, rate_line
+
+    clock = iter([0.0, 1.0, 2.0, 6.0, 7.0, 20.0, 21.0])
+    monkeypatch.setattr(analyze_progress.time, "perf_counter", lambda: next(clock))
+    log = io.StringIO()
+    with AnalyzeProgress(Console(file=log, force_terminal=False, width=200), interval=5.0) as progress:
+        for done in (0, 8, 16, 24, 32, 40, 40):  # the first call starts the clock; 40/40 twice
+            progress("classify", done, 40)
+    lines = log.getvalue().splitlines()
+    assert lines == [
+        "classifying utterances: 8/40, 8.0 utterances/s, ETA 0:04",
+        "classifying utterances: 24/40, 4.0 utterances/s, ETA 0:04",
+        "classifying utterances: 40/40, 2.0 utterances/s, ETA 0:00",
+    ]
+    assert rate_line("segment", 90, 300, 30) == "recognising speech: 1:30/5:00 of audio, 3.0x real time, ETA 1:10"
