@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from meldctl.analysis.segments import format_time
 
-STAGES = {"segment": "recognising speech", "classify": "classifying utterances"}
+STAGES = {"segment": "finding utterances in the audio", "classify": "classifying utterances"}
 
 
 def rate_line(stage: str, done: float, total: float, elapsed: float) -> str:

@@ -67,7 +67,7 @@ def test_asr_without_subtitles_json_on_stdout(trained_run: Path, episode, tmp_pa
     for cue, row in zip(episode.cues, data["utterances"], strict=True):
         assert row["start"] == pytest.approx(cue.start, abs=0.5)
         assert len(_words(cue.text) & _words(row["text"])) >= 0.7 * len(_words(cue.text))
-    assert "recognising speech" in result.output
+    assert "finding utterances in the audio: " in result.output
 
 
 def test_vad_for_a_checkpoint_that_reads_no_text(av_run: Path, episode, tmp_path: Path) -> None:  # noqa: ANN001
@@ -200,4 +200,5 @@ def test_progress_in_a_log_is_a_plain_line_every_few_seconds(monkeypatch: pytest
         "classifying utterances: 24/40, 4.0 utterances/s, ETA 0:04",
         "classifying utterances: 40/40, 2.0 utterances/s, ETA 0:00",
     ]
-    assert rate_line("segment", 90, 300, 30) == "recognising speech: 1:30/5:00 of audio, 3.0x real time, ETA 1:10"
+    expected = "finding utterances in the audio: 1:30/5:00 of audio, 3.0x real time, ETA 1:10"
+    assert rate_line("segment", 90, 300, 30) == expected
