@@ -113,3 +113,26 @@ def test_audio_reader_keeps_only_a_rolling_window(episode) -> None:  # noqa: ANN
             reader.read(0.0, 1.0)
     # One second read at a time: the buffer never holds more than that plus one chunk on either side.
     assert peak <= rate + 2 * chunk
+
+
+def test_b_frames_and_seeks_give_exactly_the_frames_on_screen(tmp_path: Path) -> None:
+    """x264 veryfast (B-frames, a keyframe every 2 s): every sampled frame equals the one a full decode shows."""
+    import bisect
+
+    import av
+    from episode import SENTENCES, write_episode
+
+    from meldctl.media.video import FrameConverter
+
+    video = write_episode(tmp_path / "b.mp4", SENTENCES[:3], preset="veryfast").video
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.has_b_frames
+        convert = FrameConverter(SMALL)
+        decoded = [(frame.time, convert(frame)) for frame in container.decode(stream)]
+    times = [t for t, _ in decoded]
+    spans = [(0.2, 0.9), (0.5, 2.0), (4.0, 4.3), (7.5, 9.0)]  # overlapping, then gaps longer than a GOP
+    got = list(stream_utterances(probe_video(video), spans, SMALL, audio=False))
+    for (start, end), media in zip(spans, got, strict=True):
+        for t, frame in zip(uniform_timestamps(start, end - start, SMALL.num_frames), media.frames, strict=True):
+            assert np.array_equal(frame, decoded[max(bisect.bisect_right(times, t) - 1, 0)][1]), (start, t)
