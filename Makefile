@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,minilm,sagemaker
+EXTRAS ?= dev,minilm,sagemaker,asr
 
 .PHONY: install test lint format demo bench clean
 

@@ -48,25 +48,28 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 @dataclass
 class ChildRun:
-    """A finished child process: exit status, wall seconds, peak RSS, output."""
+    """A finished child process: exit status, wall seconds, peak RSS, output, CPU seconds (user + system)."""
 
     returncode: int
     seconds: float
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0
 
 
-# Runs the command and writes its wall seconds, peak RSS (KiB) and exit code. The command is started by this
-# small launcher, not by the benchmark itself: Linux carries a process's RSS high-water mark across fork and
-# exec, so a child forked straight from a benchmark holding a model would report the benchmark's peak.
+# Runs the command and writes its wall seconds, peak RSS (KiB), exit code and CPU seconds. The command is
+# started by this small launcher, not by the benchmark itself: Linux carries a process's RSS high-water mark
+# across fork and exec, so a child forked straight from a benchmark holding a model would report the
+# benchmark's peak.
 _LAUNCHER = """
 import os, subprocess, sys, time
 start = time.perf_counter()
 proc = subprocess.Popen(sys.argv[2:])
 _, status, usage = os.wait4(proc.pid, 0)
 with open(sys.argv[1], "w") as out:
-    out.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    out.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} "
+              f"{usage.ru_utime + usage.ru_stime}")
 """
 
 
@@ -77,8 +80,8 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> ChildRun:
         done = subprocess.run(
             [sys.executable, "-c", _LAUNCHER, str(report), *args], env=env, capture_output=True, text=True
         )
-        seconds, max_rss_kib, returncode = report.read_text().split()
-    return ChildRun(int(returncode), float(seconds), int(max_rss_kib) / 1024, done.stdout, done.stderr)
+        seconds, max_rss_kib, returncode, cpu = report.read_text().split()
+    return ChildRun(int(returncode), float(seconds), int(max_rss_kib) / 1024, done.stdout, done.stderr, float(cpu))
 
 
 def child_env(threads: int) -> dict[str, str]:

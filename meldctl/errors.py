@@ -71,3 +71,11 @@ class Interrupted(MeldError):
     @property
     def exit_code(self) -> int:  # type: ignore[override]
         return 130 if self.signal == "SIGINT" else 143
+
+
+class AnalysisError(MeldError):
+    """A whole video cannot be cut into utterances: no audio and no subtitles, subtitles that match nothing."""
+
+
+class SubtitleError(AnalysisError):
+    """A subtitle file cannot be read or parsed."""

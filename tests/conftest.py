@@ -77,3 +77,27 @@ def r3d_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("r3d") / "r3d_18.pth"
     torch.save(r3d_18(weights=None).state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def episode(tmp_path_factory: pytest.TempPathFactory):
+    """A ~25 s "episode" (tests/episode.py): 8 espeak-ng sentences with pauses over a moving picture, with its
+    cues; the folder holds no subtitle file (tests that want one beside it link the video elsewhere)."""
+    from episode import have_espeak, write_episode
+
+    assert have_espeak(), "the analysis tests need espeak-ng: apt-get install espeak-ng (.ci/run does)"
+    return write_episode(tmp_path_factory.mktemp("episode") / "episode.mp4")
+
+
+@pytest.fixture(scope="session")
+def silent_episode(tmp_path_factory: pytest.TempPathFactory):
+    """The same episode's picture with no audio stream at all."""
+    from episode import write_episode
+
+    return write_episode(tmp_path_factory.mktemp("silent") / "silent.mp4", audio=False)
+
+
+@pytest.fixture(scope="session")
+def av_run(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with best.pt of a small audio+video model (reads no text: what voice activity is for)."""
+    return train_small(sample_data, tiny_bert, tmp_path_factory.mktemp("av"), modalities="audio,video")

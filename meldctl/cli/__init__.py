@@ -13,6 +13,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from meldctl import __version__
+from meldctl.cli import analyze as analyze_cmd
 from meldctl.cli import cache as cache_cmd
 from meldctl.cli import config as config_cmd
 from meldctl.cli import doctor as doctor_cmd
@@ -105,6 +106,7 @@ app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("serve")(serve_cmd.serve)
+app.command("analyze")(analyze_cmd.analyze)
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(cache_cmd.app, name="cache")
 app.add_typer(weights_cmd.app, name="weights")

@@ -1,0 +1,263 @@
+"""A whole video -> utterances -> one prediction per utterance, through the same `Predictor` as `predict`.
+
+Segmentation first (subtitles, speech recognition or voice activity), then one streaming pass over the
+video (`meldctl.media.stream`) whose frames and audio go through `Predictor.prepare_media` and batched
+`Predictor.run`. Decoding and preprocessing run in a background thread, one batch ahead of the model.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from meldctl.analysis.segments import Segmentation, Utterance, format_time
+from meldctl.analysis.subtitles import find_subtitles, subtitle_segmentation
+from meldctl.analysis.timeline import Timeline
+from meldctl.errors import AnalysisError, MeldError
+from meldctl.media.stream import UtteranceMedia, VideoInfo, probe_video, stream_utterances
+
+if TYPE_CHECKING:
+    from meldctl.inference import Prediction, Predictor, PreparedInput
+
+METHODS = ("auto", "subtitles", "asr", "vad")
+
+Progress = Callable[[str, float, float], None]
+"""Called with (stage, done, total): "segment" in seconds of audio, "classify" in utterances."""
+
+T = TypeVar("T")
+
+
+def choose_method(requested: str, *, subtitles: Path | None, has_audio: bool, reads_text: bool, video: Path) -> str:
+    """The segmentation to use: `auto` is subtitles when there are some, else ASR for a checkpoint that reads
+    text, else voice activity.
+
+    Raises:
+        AnalysisError: the method needs subtitles that are not there, or audio the video lacks.
+    """
+    if requested not in METHODS:
+        raise ValueError(f"unknown segmentation {requested!r}; expected one of {METHODS}")
+    if requested == "subtitles" and subtitles is None:
+        raise AnalysisError(
+            f"no subtitles given and none found beside {video} (same name, .srt/.vtt/.ass)",
+            hint="pass --subtitles FILE, or --segment asr to transcribe the speech",
+        )
+    method = requested
+    if requested == "auto":
+        method = "subtitles" if subtitles is not None else "asr" if reads_text else "vad"
+    if method in ("asr", "vad") and not has_audio:
+        if requested == "auto":
+            raise AnalysisError(
+                f"{video} has no audio stream and no subtitles were found beside it: nothing tells where the "
+                "utterances are",
+                hint="pass --subtitles FILE",
+            )
+        raise AnalysisError(f"{video} has no audio stream to find speech in", hint="pass --subtitles FILE")
+    return method
+
+
+def segment_video(
+    info: VideoInfo, method: str, *, asr_model: str | None, device: str, threads: int, progress: Progress | None
+) -> Segmentation:
+    """Find the utterances in the audio track: speech recognition ("asr") or voice activity ("vad")."""
+    from meldctl.analysis.asr import asr_segmentation
+    from meldctl.analysis.vad import vad_segmentation
+
+    start = time.perf_counter()
+    step = (lambda done, total: progress("segment", done, total)) if progress is not None else None
+    if method == "asr":
+        result = asr_segmentation(info, asr_model, device=device, threads=threads, progress=step)
+    else:
+        result = vad_segmentation(info, progress=step)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def analyze(
+    video: Path,
+    predictor: Predictor | Callable[[], Predictor],
+    *,
+    segment: str = "auto",
+    subtitles: Path | None = None,
+    asr_model: str | None = None,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> Timeline:
+    """Cut `video` into utterances and classify each one.
+
+    Args:
+        video: Any file FFmpeg reads with a video or an audio stream.
+        predictor: The loaded checkpoint, or a function that loads it: called only once the video (and the
+            subtitles, when used) are known to be readable, so bad input fails before a slow model load.
+        segment: "auto", "subtitles", "asr" or "vad" (see `choose_method`).
+        subtitles: A subtitle file (default: one beside the video with the same name).
+        asr_model: faster-whisper model name or folder for ASR (default: the bundled tiny.en).
+        batch_size: Utterances per forward.
+        progress: Called as the work advances.
+
+    Raises:
+        MeldError: bad input (not a video, bad subtitles, no audio and no subtitles, an unusable ASR model).
+    """
+    import torch
+
+    from meldctl.inference import Predictor
+
+    started = time.perf_counter()
+    info = probe_video(video)
+    if subtitles is None and segment in ("auto", "subtitles"):
+        subtitles = find_subtitles(Path(video))
+    cues = None
+    if subtitles is not None and segment in ("auto", "subtitles"):
+        cues = subtitle_segmentation(subtitles, info.duration_s)
+        cues.seconds = time.perf_counter() - started
+    if not isinstance(predictor, Predictor):
+        predictor = predictor()
+    reads_text = "text" in predictor.modalities
+    method = choose_method(segment, subtitles=subtitles, has_audio=info.has_audio, reads_text=reads_text, video=video)
+    device = "cuda" if predictor.device.type == "cuda" else "cpu"
+    segmentation = cues or segment_video(
+        info, method, asr_model=asr_model, device=device, threads=torch.get_num_threads(), progress=progress
+    )
+    warnings = list(segmentation.warnings) + _stream_warnings(info, predictor.modalities)
+    classify_start = time.perf_counter()
+    predictions = classify(predictor, info, segmentation.utterances, batch_size=batch_size, progress=progress)
+    now = time.perf_counter()
+    return Timeline(
+        video=str(video),
+        duration=info.duration_s,
+        segmentation=segmentation,
+        model=predictor.describe(),
+        utterances=segmentation.utterances,
+        predictions=predictions,
+        warnings=warnings,
+        seconds={
+            "segmentation": round(segmentation.seconds, 3),
+            "classification": round(now - classify_start, 3),
+            "total": round(now - started, 3),
+        },
+    )
+
+
+def _stream_warnings(info: VideoInfo, modalities: tuple[str, ...]) -> list[str]:
+    out = []
+    if "audio" in modalities and not info.has_audio:
+        out.append(f"{info.path} has no audio stream: every utterance is classified without audio")
+    if "video" in modalities and not info.has_video:
+        out.append(f"{info.path} has no video stream: every utterance is classified without video")
+    return out
+
+
+def classify(
+    predictor: Predictor,
+    info: VideoInfo,
+    utterances: list[Utterance],
+    *,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> list[Prediction]:
+    """One prediction per utterance, in order, from one streaming pass over the video.
+
+    Raises:
+        MeldError: the media cannot be decoded, or the checkpoint cannot do without a modality a span lacks.
+    """
+    uses = set(predictor.modalities)
+    spans = [(u.start, u.end) for u in utterances]
+    media = stream_utterances(
+        info,
+        spans,
+        predictor.preprocess,
+        video="video" in uses,
+        audio="audio" in uses,
+        # The model reads only the first audio_seconds of an utterance (log-Mel crops there): no more is kept.
+        max_audio_s=predictor.preprocess.audio_seconds,
+    )
+    prepared = (_prepare(predictor, utterances[item.index], item, info) for item in media)
+    predictions: list[Prediction] = []
+    batch: list[PreparedInput] = []
+    if progress is not None:
+        progress("classify", 0, len(utterances))
+    for item in _background(prepared, depth=2 * batch_size):
+        batch.append(item)
+        if len(batch) == batch_size:
+            predictions += predictor.run(batch)
+            batch = []
+            if progress is not None:
+                progress("classify", len(predictions), len(utterances))
+    predictions += predictor.run(batch)
+    if progress is not None:
+        progress("classify", len(predictions), len(utterances))
+    return predictions
+
+
+def _prepare(predictor: Predictor, utterance: Utterance, media: UtteranceMedia, info: VideoInfo) -> PreparedInput:
+    """`Predictor.prepare_media` for one utterance, refusing a missing modality the checkpoint cannot do without."""
+    where = f"{format_time(utterance.start, decimals=1)}-{format_time(utterance.end, decimals=1)}"
+    try:
+        prepared = predictor.prepare_media(utterance.text, frames=media.frames, waveform=media.waveform, name=where)
+    except MeldError as exc:
+        hint = "use --segment asr or --subtitles FILE: this checkpoint reads text" if utterance.text is None else None
+        raise AnalysisError(f"utterance at {where}: {exc.message}", hint=hint or exc.hint) from None
+    lacking = {
+        "video": (media.frames is None, f"{info.path} has no video stream"),
+        "audio": (
+            media.waveform is None,
+            f"{info.path} has no audio stream" if not info.has_audio else f"the audio track ends before {where}",
+        ),
+        "text": (utterance.text is None, f"the utterance at {where} has no text (voice activity finds none)"),
+    }
+    for modality in predictor.modalities:
+        missing, why = lacking[modality]
+        # A Predictor that can answer without a modality lists it in `missing`; one that cannot would fail in
+        # the forward with a traceback, so say what is missing instead.
+        if missing and modality not in prepared.missing:
+            raise AnalysisError(
+                f"{why}, and this checkpoint cannot predict without {modality}",
+                hint=f"use a checkpoint trained without {modality} (--modalities), or a video that has it",
+            )
+    return prepared
+
+
+def _background(items: Iterator[T], *, depth: int) -> Iterator[T]:
+    """Iterate `items` in a background thread, up to `depth` ahead; its exceptions are raised here."""
+    done = object()
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            box.put((done, exc))
+        finally:
+            if stop.is_set() and hasattr(items, "close"):
+                items.close()
+
+    thread = threading.Thread(target=produce, name="meldctl-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = box.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let the producer see `stop` even when the queue is full
+            try:
+                box.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.1)
