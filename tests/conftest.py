@@ -10,6 +10,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Before anything imports huggingface_hub, which reads these once: no test may try the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker has a core of its own: one torch thread each (also in the commands tests start), rather
+    # than two workers' threads spinning against each other on the same cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from helpers import copy_prepared, make_tiny_bert, small_settings  # noqa: E402
 
@@ -27,6 +31,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(root, "config", None)
     monkeypatch.setattr(root, "debug", False)
+    from meldctl.cli.common import console
+
+    monkeypatch.setattr(console, "width", 200)  # tables as wide as their content, whatever the terminal
 
 
 @pytest.fixture(scope="session")
