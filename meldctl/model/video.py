@@ -63,7 +63,9 @@ class VideoEncoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, projection_dim: int, frozen: bool) -> None:
         super().__init__()
-        self.backbone = backbone
+        # Channels-last 3D: about 15% less CPU for R3D-18's convolutions (benchmarks/bench_predict.py), and the
+        # layout cuDNN prefers under autocast; the weights and their hash are the same.
+        self.backbone = backbone.to(memory_format=torch.channels_last_3d)
         self.frozen = frozen
         self.feature_dim = FEATURE_DIM
         self.projection = nn.Sequential(nn.Linear(FEATURE_DIM, projection_dim), nn.GELU())
@@ -73,7 +75,7 @@ class VideoEncoder(nn.Module):
     def features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled features `[B, 512]` for normalised clips `[B, C, T, H, W]`."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return self.backbone(video)
+            return self.backbone(video.contiguous(memory_format=torch.channels_last_3d))
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.projection(features)  # [B, P]
