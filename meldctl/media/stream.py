@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from meldctl.errors import MediaError
+from meldctl.media.video import decode_from
 from meldctl.model.config import PreprocessConfig
 
 _NOT_MEDIA_HINT = "pass a video file (mp4, mkv, webm, avi, mov); `ffprobe FILE` shows what FFmpeg sees in it"
@@ -356,7 +357,7 @@ def _decode_wanted(
         if frames is None or position is None or keyframe > position:
             if frames is not None:
                 frames.close()
-            frames = _decode_from(container, stream, keyframe, keep_set)
+            frames = decode_from(container, stream, keyframe, keep_set)
         for frame in frames:
             if frame.pts is None:
                 continue
@@ -368,19 +369,3 @@ def _decode_wanted(
                 break
         else:
             return  # the stream ended before the remaining wanted frames
-
-
-def _decode_from(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int, keep: set[int]
-) -> Iterator[av.VideoFrame]:
-    """Frames from the keyframe at or before `pts` on, skipping frames that are neither kept nor referenced."""
-    try:
-        container.seek(pts, stream=stream, backward=True)  # also flushes the decoder
-    except av.FFmpegError:
-        container.seek(pts, stream=stream, backward=True, any_frame=True)
-    codec = stream.codec_context
-    for packet in container.demux(stream):
-        # A frame no other frame references (most B-frames) can be dropped before decoding without changing
-        # any other frame: only the wanted ones among them are decoded.
-        codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in keep else "NONREF"
-        yield from codec.decode(packet)  # the final empty packet drains the decoder

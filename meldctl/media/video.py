@@ -196,7 +196,7 @@ def _decode_at(
             # Decoding on from `position` would pass through `keyframe` anyway when it is behind us;
             # otherwise a seek skips everything in between.
             if frames is None or position is None or keyframe > position:
-                frames = _decode_from(container, stream, keyframe, keep)
+                frames = decode_from(container, stream, keyframe, keep)
         frame = next(frames, None)
         if frame is None:
             break
@@ -213,7 +213,7 @@ def _decode_at(
     return found
 
 
-def _decode_from(
+def decode_from(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int, keep: set[int]
 ) -> Iterator[av.VideoFrame]:
     """Frames from the keyframe at or before `pts` on, skipping frames that are neither kept nor referenced.

@@ -99,7 +99,7 @@ def test_seeks_past_keyframes_instead_of_decoding_everything(clips: Path, monkey
     path = write_colour_clip(clips / "gop.mp4", num_frames=24, gop=5)
     decoded: list[int] = []
     seeks: list[int] = []
-    real = video._decode_from
+    real = video.decode_from
 
     def spy(container, stream, pts, keep):  # noqa: ANN001, ANN202
         seeks.append(pts)
@@ -107,7 +107,7 @@ def test_seeks_past_keyframes_instead_of_decoding_everything(clips: Path, monkey
             decoded.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(video, "_decode_from", spy)
+    monkeypatch.setattr(video, "decode_from", spy)
     preprocess = PreprocessConfig(num_frames=2)
     clip = read_video(path, preprocess)
     assert _indices(clip, preprocess) == uniform_frame_indices(24, 2) == [6, 18]
