@@ -35,6 +35,7 @@ from meldctl import __version__
 from meldctl.errors import ConfigError, RemoteError
 from meldctl.io import atomic_path
 from meldctl.remote.aws import aws_errors
+from meldctl.remote.images import check_instance_type
 from meldctl.remote.s3 import parse_s3_uri, s3_uri, upload_file
 
 VARIANT = "AllTraffic"
@@ -201,27 +202,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_instance_type(instance_type: str) -> None:
-    """Refuse an instance type SageMaker hosting does not offer (the list ships with botocore: no network).
-
-    Raises:
-        ConfigError: an unknown type, with the closest known ones.
-    """
-    import difflib
-
-    import botocore.session
-
-    known = list(botocore.session.get_session().get_service_model("sagemaker").shape_for(
-        "ProductionVariantInstanceType").enum)  # fmt: skip
-    if instance_type in known:
-        return
-    close = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-    raise ConfigError(
-        f"unknown SageMaker endpoint instance type {instance_type!r}",
-        hint=f"did you mean {', '.join(close)}?" if close else "e.g. ml.g5.xlarge (1 GPU) or ml.m5.xlarge (CPU)",
-    )
-
-
 def build_spec(
     source: str,
     *,
@@ -244,7 +224,7 @@ def build_spec(
     """
     check_name(endpoint)
     if not serverless_memory_mb:
-        check_instance_type(instance_type)
+        check_instance_type(instance_type, hosting=True)
     if serverless_memory_mb is not None and serverless_memory_mb not in SERVERLESS_MEMORY:
         raise ConfigError(f"--memory-mb {serverless_memory_mb} is not a serverless size", hint="1024 to 6144 by 1024")
     if serverless_memory_mb and use_async:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meldctl.errors import RemoteError
+from meldctl.errors import ConfigError, RemoteError
 
 PYTORCH_FRAMEWORK = "pytorch-amzn2023"
 PYTORCH_IMAGE_VERSION = "2.11"
@@ -63,22 +63,28 @@ def gpus_per_instance(region: str, instance_type: str) -> int:
     return int(instance_types_gpu_info.retrieve(region).get(instance_type, {}).get("Count", 1))
 
 
-def check_instance_type(instance_type: str) -> None:
-    """Refuse an instance type SageMaker training does not offer (the list ships with botocore: no network).
+def check_instance_type(instance_type: str, *, hosting: bool = False) -> None:
+    """Refuse an instance type that SageMaker training (or, with `hosting`, an endpoint) does not offer.
+
+    The lists ship with botocore: no network.
 
     Raises:
-        RemoteError: an unknown type, with the closest known ones.
+        RemoteError: an unknown training type, with the closest known ones (ConfigError for an endpoint's,
+            as `meldctl endpoint` has always reported it).
     """
     import difflib
 
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    known = list(model.shape_for("TrainingInstanceType").enum)
+    shape = "ProductionVariantInstanceType" if hosting else "TrainingInstanceType"
+    known = list(botocore.session.get_session().get_service_model("sagemaker").shape_for(shape).enum)
     if instance_type in known:
         return
     close = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-    raise RemoteError(
-        f"unknown SageMaker training instance type {instance_type!r}",
-        hint=f"did you mean {', '.join(close)}?" if close else "e.g. ml.g5.xlarge (1 GPU) or ml.g5.12xlarge (4 GPUs)",
+    example = (
+        "ml.g5.xlarge (1 GPU) or ml.m5.xlarge (CPU)" if hosting else "ml.g5.xlarge (1 GPU) or ml.g5.12xlarge (4 GPUs)"
+    )
+    raise (ConfigError if hosting else RemoteError)(
+        f"unknown SageMaker {'endpoint' if hosting else 'training'} instance type {instance_type!r}",
+        hint=f"did you mean {', '.join(close)}?" if close else f"e.g. ml.g5.xlarge (1 GPU) or {example}",
     )
