@@ -69,9 +69,10 @@ def write_meld_like_clip(path: Path, *, seconds: float = 3.5, fps: int = 24, wid
 def bare_decode(path: Path, threaded: bool) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        if threaded:
-            stream.codec_context.thread_type = "AUTO"
-            stream.codec_context.thread_count = 0
+        # The same decoder settings as read_video's. Set both ways: PyAV's default (slice threads, count 0)
+        # is not single-threaded.
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = 0 if threaded else 1
         return sum(1 for _ in container.decode(stream))
 
 
