@@ -1,14 +1,16 @@
 """What the feature cache buys: one training epoch from raw clips beside one from cached features.
 
-Run: `python benchmarks/bench_cache.py [--data-dir D] [--num-frames 16] [--frame-size 112] [--audio-seconds 8]
+Run: `python benchmarks/bench_cache.py [--data-dir D] [--num-frames 16] [--audio-seconds 8]
 [--text-model minilm] [--video-weights none] [--batch-size 32] [--workers 2] [--threads 1] [--epochs 3]`.
 Without `--data-dir` it prepares the embedded 70-clip sample into a temporary folder.
 
 Both rows drive the real training code on the train split, with the same model (text, audio and video;
-frozen text encoder and R3D-18 backbone), optimiser, loss and loader settings: `build_datasets` (cache off,
-then on), `trainer._loader`, `train_one_epoch`. An epoch's seconds are those `train_one_epoch` measures.
-- no cache: every step decodes the clips (16 frames) and WAVs in DataLoader workers, tokenises the text and
-  runs MiniLM and R3D-18 forward, then the trainable part forward and backward;
+frozen text encoder and R3D-18 backbone; the default modality dropout), optimiser, loss and loader settings:
+`build_datasets` (cache off, then on), `Collator`, `EpochBatches`, `trainer._loader`, `build_optimizer` and
+`train_step`, as `run_training` wires them. An epoch's seconds are the wall time of its batches.
+- no cache: every step decodes the clips (16 frames, Kinetics resize + centre crop) and WAVs in DataLoader
+  workers, tokenises the text and runs MiniLM and R3D-18 forward, then the trainable part forward and
+  backward;
 - cache: text and video features and log-Mel spectrograms read from the .npy memory maps; only the
   trainable part (projections, audio CNN, fusion, heads) runs. Building the cache is timed separately.
 The cached epoch is the median of `--epochs` after one warm-up epoch; the raw epochs are few and slow, so
@@ -26,45 +28,56 @@ from pathlib import Path
 import torch
 from _common import load_line, machine, print_table
 
-from meldctl.data.dataset import Collator, label_counts
+from meldctl.data.dataset import Collator, DataPlan, UtteranceDataset, build_datasets, label_counts
+from meldctl.data.kinds import kinds_for
 from meldctl.data.manifest import read_manifest
-from meldctl.model import build_model
-from meldctl.model.text import load_tokenizer
+from meldctl.model import MeldModel, build_model
+from meldctl.model.text import load_tokenizer, tokenizer_digest, tokenizer_to_files
 from meldctl.prepare import prepare
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
-from meldctl.training.distributed import DistInfo
-from meldctl.training.loop import train_one_epoch
+from meldctl.training.loop import train_step
 from meldctl.training.losses import MultiTaskLoss, class_weights
 from meldctl.training.trainer import (
-    Reporter,
+    EpochBatches,
     _loader,
-    _optimizer,
     _schedule,
-    build_datasets,
-    model_config_from,
-    preprocess_from,
+    audio_statistics,
+    build_optimizer,
     seed_everything,
 )
 
+CPU = torch.device("cpu")
 
-def epochs(model, dataset, collate, criterion, train: TrainSettings, count: int) -> list:  # noqa: ANN001
-    """`count` epochs of `dataset` with a fresh optimiser and schedule; their `EpochStats`."""
-    generator = seed_everything(train.seed)
-    loader = _loader(dataset, collate, train.batch_size, train=True, workers=train.workers, generator=generator)
-    optimizer = _optimizer(model, train)
-    scheduler = _schedule(optimizer, count * len(loader), train.warmup_ratio)
-    cpu = torch.device("cpu")
-    return [
-        train_one_epoch(model, criterion, optimizer, scheduler, loader, cpu, grad_clip=train.grad_clip)
-        for _ in range(count)
-    ]
+
+def epochs(
+    model: MeldModel,
+    dataset: UtteranceDataset,
+    collate: Collator,
+    criterion: MultiTaskLoss,
+    train: TrainSettings,
+    count: int,
+) -> list[float]:
+    """`count` epochs of `dataset` with a fresh optimiser and schedule; the seconds of each."""
+    seed_everything(train.seed)
+    sampler = EpochBatches(len(dataset), train.batch_size, seed=train.seed)
+    loader = _loader(dataset, collate, train, batch_sampler=sampler)
+    optimizer = build_optimizer(model, train)
+    scheduler = _schedule(optimizer, count * len(sampler), train.warmup_ratio)
+    seconds = []
+    for epoch in range(1, count + 1):
+        sampler.start(epoch)
+        model.train()
+        start = time.perf_counter()
+        for batch in loader:
+            train_step(model, criterion, optimizer, scheduler, batch, CPU, grad_clip=train.grad_clip)
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="a prepared folder (default: the sample, prepared here)")
     parser.add_argument("--num-frames", type=int, default=16)
-    parser.add_argument("--frame-size", type=int, default=112)
     parser.add_argument("--audio-seconds", type=float, default=8.0)
     parser.add_argument("--text-model", default="minilm")
     parser.add_argument("--video-weights", default="none", help="none: random init, the same compute as kinetics400")
@@ -81,14 +94,14 @@ def main(argv: list[str] | None = None) -> None:
         text_model=args.text_model,
         video_weights=args.video_weights,
         num_frames=args.num_frames,
-        frame_size=args.frame_size,
         audio_seconds=args.audio_seconds,
     )
     train = TrainSettings(batch_size=args.batch_size, workers=args.workers, device="cpu")
     seed_everything(train.seed)
-    model, preprocess = build_model(model_config_from(settings)), preprocess_from(settings)
+    model, preprocess = build_model(settings.to_model_config()), settings.to_preprocess()
     tokenizer = load_tokenizer(args.text_model)
-    collate = Collator(tokenizer, preprocess.max_tokens)
+    tokenizer_key = tokenizer_digest(tokenizer_to_files(tokenizer))
+    collate = Collator(kinds_for(model.config.modalities), preprocess, tokenizer)
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or Path(tmp) / "sample"
@@ -96,45 +109,36 @@ def main(argv: list[str] | None = None) -> None:
             prepare(DataSettings(source="sample", data_dir=data_dir))
         rows = {"train": read_manifest(data_dir, "train")}
 
-        def datasets(use_cache: bool):  # noqa: ANN202
-            return build_datasets(
-                rows,
-                data_dir,
-                model,
-                preprocess,
-                tokenizer,
-                use_cache=use_cache,
-                device=torch.device("cpu"),
-                workers=args.workers,
-                info=DistInfo(),
-                reporter=Reporter(),
-                should_stop=lambda: False,
-            )
+        def datasets(use_cache: bool) -> tuple[dict[str, UtteranceDataset], list[str]]:
+            plan = DataPlan(data_dir, preprocess, tokenizer, tokenizer_key, use_cache, CPU, args.workers)
+            return build_datasets(rows, model, plan)
 
         raw = datasets(use_cache=False)[0]["train"]
+        model.audio.set_normalisation(*audio_statistics(raw, train.seed))  # as run_training does, once
         emotion_counts, sentiment_counts = label_counts(raw.rows)
         criterion = MultiTaskLoss(
             class_weights(emotion_counts, train.class_weights),
             class_weights(sentiment_counts, train.class_weights),
             train.label_smoothing,
         )
-        raw_stats = epochs(model, raw, collate, criterion, train, args.raw_epochs)
+        raw_times = epochs(model, raw, collate, criterion, train, args.raw_epochs)
         print(f"  done: {args.raw_epochs} uncached epoch(s); {load_line('now')}", flush=True)
         start = time.perf_counter()
-        cached, _, kinds = datasets(use_cache=True)
+        cached, kinds = datasets(use_cache=True)
         build_seconds = time.perf_counter() - start
-        cached_stats = epochs(model, cached["train"], collate, criterion, train, 1 + args.epochs)[1:]
+        cached_times = epochs(model, cached["train"], collate, criterion, train, 1 + args.epochs)[1:]
         print(f"  done: cache build and {1 + args.epochs} cached epochs; {load_line('now')}", flush=True)
         cache_mb = sum(f.stat().st_size for f in (data_dir / "cache").rglob("*.npy")) / 2**20
 
     n = len(raw)
-    raw_s = statistics.median(s.seconds for s in raw_stats)
-    cached_s = statistics.median(s.seconds for s in cached_stats)
+    raw_s, cached_s = statistics.median(raw_times), statistics.median(cached_times)
+    crop = preprocess.crop_size
     print(
         f"\ninputs: {n} train utterances of {'the embedded sample' if args.data_dir is None else data_dir}; "
         f"text+audio+video, text {args.text_model} (frozen), R3D-18 weights {args.video_weights} (frozen), "
-        f"{preprocess.num_frames} frames at {preprocess.frame_size}x{preprocess.frame_size}, "
-        f"{preprocess.audio_seconds:g} s audio, batch {train.batch_size}, {train.workers} DataLoader workers "
+        f"{preprocess.num_frames} frames (resize {preprocess.resize_size[0]}x{preprocess.resize_size[1]}, crop "
+        f"{crop}x{crop}), up to {preprocess.audio_seconds:g} s audio, modality dropout "
+        f"{model.config.modality_dropout:g}, batch {train.batch_size}, {train.workers} DataLoader workers "
         f"(raw only; cached data loads in the main process)"
     )
     print(f"cached: {', '.join(kinds)} ({cache_mb:.1f} MiB of .npy); {load_line('after the runs')}\n")
@@ -144,14 +148,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{raw_s:.2f}",
             f"{n / raw_s:.1f}",
             "1x",
-            f"median of {len(raw_stats)}",
+            f"median of {len(raw_times)}",
         ],
         [
             "one epoch, cached features",
             f"{cached_s:.3f}",
             f"{n / cached_s:.0f}",
             f"{raw_s / cached_s:.0f}x",
-            f"median of {len(cached_stats)}",
+            f"median of {len(cached_times)}",
         ],
         [
             "building the cache (train split, once)",

@@ -6,9 +6,11 @@ Full MELD clips are not available here, so the data is an honest stand-in of the
 - manifests of all 13,708 real MELD utterances (text, labels, IDs from the CSVs through `prepare`), rewritten
   with status `ok` and clip/WAV paths pointing to one small placeholder file each;
 - the video and audio feature caches pre-filled at their real shapes (video [N, 512] float32, audio
-  [N, 1, 64, 801] float16) through `SplitCache.open_partial()`/`finish()`, under the keys and row identities
-  that `meldctl train` computes, so training takes them as built. Their VALUES ARE PLACEHOLDERS (random
-  numbers): memory and speed do not depend on them, the learned model is meaningless;
+  [N, 1, 64, 801] float16 with each utterance's valid length) through `SplitCache.open_partial()`/`finish()`,
+  under the keys and row identities that `meldctl train` computes, so training takes them as built. Their
+  VALUES ARE PLACEHOLDERS (random numbers): memory and speed do not depend on them, the learned model is
+  meaningless. The audio lengths are real: each utterance's CSV span (at most 8 s), since batches are cut to
+  their longest utterance and the audio CNN's cost follows the lengths;
 - the text feature cache is real: `meldctl train` computes it with MiniLM.
 Then one `meldctl train` process (text+audio+video, MiniLM, R3D-18 weights none, cache on) runs `--epochs`
 epochs; its peak RSS comes from wait4 (the process and the children it waited for).
@@ -25,12 +27,13 @@ from pathlib import Path
 import numpy as np
 from _common import child_env, load_line, machine, print_table, run_child
 
-from meldctl.data.cache import SplitCache, audio_spec, video_spec
-from meldctl.data.manifest import read_manifest, write_manifest
-from meldctl.model import build_model
+from meldctl.data.cache import SplitCache
+from meldctl.data.kinds import KINDS
+from meldctl.data.manifest import ManifestRow, read_manifest, write_manifest
+from meldctl.model import PreprocessConfig, build_model
 from meldctl.prepare import prepare
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
-from meldctl.training.trainer import model_config_from, preprocess_from, seed_everything
+from meldctl.training.trainer import seed_everything
 
 CHUNK = 256  # rows filled at a time, so the pre-fill itself stays small
 
@@ -54,6 +57,13 @@ def stand_in_manifests(meld: Path, data_dir: Path) -> dict[str, int]:
     return counts
 
 
+def audio_frames(row: ManifestRow, preprocess: PreprocessConfig) -> int:
+    """Valid log-Mel frames of the utterance's CSV span, as `log_mel_features` would give (at most the window)."""
+    seconds = (row.end_s - row.start_s) if row.start_s is not None and row.end_s is not None else 3.0
+    samples = min(max(int(seconds * preprocess.sample_rate), preprocess.n_fft), preprocess.audio_samples)
+    return samples // preprocess.hop_length + 1
+
+
 def prefill_caches(data_dir: Path, settings: ModelSettings, seed: int) -> None:
     """Video and audio caches with placeholder values, under the keys `meldctl train --seed` will compute.
 
@@ -61,20 +71,27 @@ def prefill_caches(data_dir: Path, settings: ModelSettings, seed: int) -> None:
     exactly as training builds it: seeded with the same seed, from the same settings.
     """
     seed_everything(seed)
-    model, preprocess = build_model(model_config_from(settings)), preprocess_from(settings)
-    specs = [video_spec(model.video.backbone, preprocess, model.video.feature_dim), audio_spec(preprocess)]
+    model, preprocess = build_model(settings.to_model_config()), settings.to_preprocess()
+    kinds = [KINDS["video"], KINDS["audio"]]
     rng = np.random.default_rng(0)
     for split in ("train", "dev"):
         rows = read_manifest(data_dir, split)
-        for spec in specs:
-            cache = SplitCache(data_dir, spec, split, rows)
-            values, done = cache.open_partial()
+        for kind in kinds:
+            spec = kind.spec(model, preprocess, None)  # neither key depends on the tokenizer
+            cache = SplitCache(data_dir, kind, spec, split, rows)
+            values, table = cache.open_partial(create=True)
+            lengths = [audio_frames(r, preprocess) if kind.modality == "audio" else 0 for r in cache.rows]
             for start in range(0, len(cache.rows), CHUNK):
                 stop = min(start + CHUNK, len(cache.rows))
-                shape = (stop - start, *spec.shape)
-                values[start:stop] = rng.normal(-4.0, 2.0, shape).astype(spec.dtype)  # placeholder values
-            done[:] = True  # column 0: computed, column 1: valid
-            cache.finish(values, done)
+                chunk = rng.normal(-4.0, 2.0, (stop - start, *spec.shape)).astype(spec.dtype)  # placeholder values
+                if kind.modality == "audio":
+                    for k, length in enumerate(lengths[start:stop]):
+                        chunk[k, ..., length:] = 0  # the padding that the cache build writes
+                values[start:stop] = chunk
+            table[:, 0] = 1  # computed
+            table[:, 1] = 1  # valid
+            table[:, 2] = lengths  # valid frames (audio)
+            cache.finish(values, table)
 
 
 def cache_sizes(data_dir: Path) -> list[list[str]]:

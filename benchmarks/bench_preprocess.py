@@ -1,15 +1,19 @@
 """Preprocessing speed: our `read_video` against a bare PyAV decode and a naive OpenCV loop, plus log-Mel.
 
-Run: `python benchmarks/bench_preprocess.py [CLIP ...] [--repeats N]`. Without clips it writes a MELD-like
+Run: `python benchmarks/bench_preprocess.py [CLIP ...] [--repeats N] [--threads 1]`. Without clips it writes a MELD-like
 one (1280x720, 24 fps, H.264, 3.5 s; textured background with motion so the decoder does real work).
 
-Rows, all on the same clip(s) in the same run, median of N:
+Rows, all on the same clip(s) in the same run, median of N rounds (each round runs every row once):
 - bare PyAV decode: every frame decoded, nothing converted; the floor for any exact reader. Shown single
   threaded and with the same FFmpeg threading that `read_video` uses, so each ratio compares like with like.
-- read_video: our path (uniform sampling over the whole clip, RGB + resize of the kept frames only,
-  normalised tensor).
-- naive OpenCV: cv2.VideoCapture reads every frame, BGR->RGB and resizes each to 112x112, then picks
-  frames; also shown with 1 and with auto FFmpeg decoder threads.
+- read_video: our path (uniform sampling over the whole clip; only the kept frames are converted to RGB,
+  resized to 128x171 and centre-cropped to 112x112, R3D-18's Kinetics preset; normalised tensor).
+- naive OpenCV: cv2.VideoCapture reads every frame, BGR->RGB, resizes each to 171x128 (bilinear) and
+  centre-crops it to 112x112, then picks frames: the same geometry done per frame; also shown with 1 and
+  with auto FFmpeg decoder threads.
+"1 thread" and "threads (auto)" are FFmpeg's decoder threads. torch's intra-op threads (`--threads`, default 1,
+as in DataLoader workers, where training and the cache run `read_video`) matter too: `read_video` resizes each
+kept frame with torch, and on a shared machine several torch threads per small op cost more than they save.
 """
 
 from __future__ import annotations
@@ -65,15 +69,19 @@ def write_meld_like_clip(path: Path, *, seconds: float = 3.5, fps: int = 24, wid
 def bare_decode(path: Path, threaded: bool) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        if threaded:
-            stream.codec_context.thread_type = "AUTO"
-            stream.codec_context.thread_count = 0
+        # The same decoder settings as read_video's. Set both ways: PyAV's default (slice threads, count 0)
+        # is not single-threaded.
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = 0 if threaded else 1
         return sum(1 for _ in container.decode(stream))
 
 
 def naive_opencv(path: Path, preprocess: PreprocessConfig, threads: int = 0) -> torch.Tensor:
     import cv2
 
+    height, width = preprocess.resize_size
+    crop = preprocess.crop_size
+    top, left = round((height - crop) / 2), round((width - crop) / 2)  # as torchvision's center_crop
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
     frames = []
     while True:
@@ -81,10 +89,24 @@ def naive_opencv(path: Path, preprocess: PreprocessConfig, threads: int = 0) -> 
         if not ok:
             break
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        frames.append(cv2.resize(rgb, (preprocess.frame_size, preprocess.frame_size)))
+        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)  # [128, 171, 3]
+        frames.append(resized[top : top + crop, left : left + crop])  # [112, 112, 3]
     capture.release()
     picked = np.stack([frames[i] for i in uniform_frame_indices(len(frames), preprocess.num_frames)])
     return normalize_frames(torch.from_numpy(picked), preprocess.mean, preprocess.std)  # [3, T, H, W]
+
+
+def interleaved_medians(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each case; every round runs each case once, so a change of load hits all alike."""
+    for fn in cases.values():
+        fn()  # warm-up: file cache, lazy imports, FFmpeg init
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -113,8 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", type=Path, help="clips to time (default: a generated MELD-like clip)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the machine is shared)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     preprocess = PreprocessConfig()
+    height, width = preprocess.resize_size
+    crop = preprocess.crop_size
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
         clips = args.clips or [write_meld_like_clip(Path(tmp) / "meld_like_720p.mp4")]
@@ -130,12 +157,11 @@ def main(argv: list[str] | None = None) -> None:
             "naive OpenCV loop, 1 thread": lambda: [naive_opencv(c, preprocess, threads=1) for c in clips],
             "naive OpenCV loop, FFmpeg threads (auto)": lambda: [naive_opencv(c, preprocess) for c in clips],
         }
-        for name, fn in cases.items():
-            rows.append((name, median_seconds(fn, args.repeats)))
+        rows.extend(interleaved_medians(cases, args.repeats).items())
 
         mel_transform.cache_clear()
         start = time.perf_counter()
-        log_mel_features(read_wav(wav, preprocess.sample_rate), preprocess)
+        mel_shape = list(log_mel_features(read_wav(wav, preprocess.sample_rate), preprocess).shape)
         first_mel = time.perf_counter() - start
         audio = median_seconds(lambda: log_mel_features(read_wav(wav, preprocess.sample_rate), preprocess), 20)
         clip_lines = [describe(c) for c in clips]
@@ -146,10 +172,17 @@ def main(argv: list[str] | None = None) -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, av {av.__version__} "
         f"(FFmpeg {av.ffmpeg_version_info}), torch threads {torch.get_num_threads()}"
     )
+    print(
+        "load average before the runs: "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " (1/5/15 min; above 0: other processes share the cores)"
+    )
     print("inputs: " + "; ".join(clip_lines))
     print(
-        f"preprocess: {preprocess.num_frames} frames -> {preprocess.frame_size}x{preprocess.frame_size}, "
-        f"median of {args.repeats} runs after one warm-up\n"
+        f"preprocess: {preprocess.num_frames} frames -> resize {height}x{width}, centre crop {crop}x{crop} "
+        f"(R3D-18 Kinetics preset), median of {args.repeats} interleaved rounds after one warm-up\n"
     )
     print(f"| {'case':<40} | {'median ms':>9} |")
     print(f"| {'-' * 40} | {'-' * 9}:|")
@@ -183,9 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, value, target in ratios:
         print(f"| {name:<42} | {value:6.2f} | {target} |")
     print(
-        f"\naudio: 4 s 16 kHz WAV -> read_wav + log_mel_features [1, {preprocess.n_mels}, "
-        f"{preprocess.audio_frames}]: median {audio * 1000:.2f} ms (first call, building the Mel filterbank: "
-        f"{first_mel * 1000:.2f} ms)"
+        f"\naudio: 4 s 16 kHz WAV -> read_wav + log_mel_features {mel_shape} (the utterance's own length): "
+        f"median {audio * 1000:.2f} ms (first call, building the Mel filterbank: {first_mel * 1000:.2f} ms)"
     )
 
 

@@ -22,20 +22,22 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from _common import load_line, machine, print_table
 
-from meldctl.data.cache import BuildContext, SplitCache, _text_batches, build_split, text_spec
+from meldctl.data.cache import BuildContext, SplitCache, build_split
+from meldctl.data.kinds import KINDS, TextKind
 from meldctl.data.manifest import ManifestRow, read_manifest
-from meldctl.model import ModelConfig, PreprocessConfig, build_model
-from meldctl.model.text import load_tokenizer
+from meldctl.model import MeldModel, ModelConfig, PreprocessConfig, build_model
+from meldctl.model.text import load_tokenizer, tokenizer_digest, tokenizer_to_files
 from meldctl.prepare import prepare
 from meldctl.settings import DataSettings
 
 # The batch size the cache code encodes with; the naive path uses the same one.
-CACHE_BATCH = inspect.signature(_text_batches).parameters["batch_size"].default
+CACHE_BATCH = inspect.signature(TextKind.encode).parameters["batch_size"].default
 
 
 class TokenCounter:
@@ -58,10 +60,20 @@ def meld_rows(meld: Path, folder: Path, limit: int | None) -> dict[str, list[Man
     return {split: [r for r in rows if r.split == split] for split in ("train", "dev", "test")}
 
 
-def cache_path(rows: dict[str, list[ManifestRow]], folder: Path, model, tokenizer, preprocess) -> np.ndarray:  # noqa: ANN001
-    spec = text_spec(model.text.encoder, "minilm", preprocess, model.text.feature_dim)
+def cache_path(
+    rows: dict[str, list[ManifestRow]],
+    folder: Path,
+    model: MeldModel,
+    tokenizer: Any,
+    preprocess: PreprocessConfig,
+    tokenizer_key: str | None,
+) -> np.ndarray:
+    kind = KINDS["text"]
+    spec = kind.spec(model, preprocess, tokenizer_key)
     ctx = BuildContext(folder, model, preprocess, tokenizer, torch.device("cpu"), 0, lambda *a: None, lambda: False)
-    arrays = [np.asarray(build_split(SplitCache(folder, spec, split, r), ctx).array) for split, r in rows.items() if r]
+    arrays = [
+        np.asarray(build_split(SplitCache(folder, kind, spec, split, r), ctx).array) for split, r in rows.items() if r
+    ]
     return np.concatenate(arrays)
 
 
@@ -99,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     preprocess = PreprocessConfig()
     model = build_model(ModelConfig(modalities=("text",), text_model=args.text_model)).eval()
     tokenizer = load_tokenizer(args.text_model)
+    tokenizer_key = tokenizer_digest(tokenizer_to_files(tokenizer))  # part of the cache key; computed untimed
     counter = TokenCounter(model.text.features)
     model.text.features = counter  # instance attribute: both paths call it through model.text
 
@@ -117,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             ("naive: manifest order, pad to 128", lambda: naive_path(rows, model, tokenizer, preprocess)),
             (
                 "meldctl cache: sorted, pad to batch max",
-                lambda: cache_path(rows, Path(tmp) / "meld", model, tokenizer, preprocess),
+                lambda: cache_path(rows, Path(tmp) / "meld", model, tokenizer, preprocess, tokenizer_key),
             ),
         ):
             counter.padded = counter.real = counter.batches = 0

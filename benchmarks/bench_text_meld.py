@@ -32,21 +32,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meldctl.data.dataset import Collator, label_counts  # noqa: E402
+from meldctl.data.dataset import Collator, DataPlan, UtteranceDataset, build_datasets, label_counts  # noqa: E402
+from meldctl.data.kinds import kinds_for  # noqa: E402
 from meldctl.data.manifest import read_manifest  # noqa: E402
 from meldctl.labels import EMOTION_INDEX, EMOTIONS, SENTIMENT_INDEX, SENTIMENTS  # noqa: E402
 from meldctl.model.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
+from meldctl.model.text import tokenizer_digest, tokenizer_to_files  # noqa: E402
+from meldctl.reporting import Reporter  # noqa: E402
 from meldctl.settings import Settings, load_settings  # noqa: E402
 from meldctl.training import distributed as dist  # noqa: E402
 from meldctl.training.loop import predict  # noqa: E402
 from meldctl.training.metrics import head_metrics, majority_baseline  # noqa: E402
-from meldctl.training.trainer import (  # noqa: E402
-    Reporter,
-    build_datasets,
-    dev_metrics,
-    preprocess_from,
-    run_training,
-)
+from meldctl.training.trainer import dev_metrics, run_training  # noqa: E402
 
 SOURCE = Path("/work/shared/data/meld")
 SPLITS = ("train", "dev", "test")
@@ -123,20 +120,11 @@ def score_checkpoint(path: Path, data_dir: Path, device: torch.device, *, use_ca
     """A checkpoint's dev and test scores, with the trainer's own `predict` and `dev_metrics`."""
     loaded = load_checkpoint(path, device)
     rows = {split: read_manifest(data_dir, split) for split in ("dev", "test")}
-    datasets, _, _ = build_datasets(
-        rows,
-        data_dir,
-        loaded.model,
-        loaded.preprocess,
-        loaded.tokenizer,
-        use_cache=use_cache,
-        device=device,
-        workers=0,
-        info=dist.DistInfo(),
-        reporter=Reporter(),
-        should_stop=lambda: False,
+    plan = DataPlan(
+        data_dir, loaded.preprocess, loaded.tokenizer, tokenizer_digest(loaded.tokenizer_files), use_cache, device, 0
     )
-    collate = Collator(loaded.tokenizer, loaded.preprocess.max_tokens)
+    datasets, _ = build_datasets(rows, loaded.model, plan)
+    collate = Collator(kinds_for(loaded.model.config.modalities), loaded.preprocess, loaded.tokenizer)
     return {split: dev_metrics(predict(loaded.model, _loader(ds, collate), device)) for split, ds in datasets.items()}
 
 
@@ -144,33 +132,39 @@ def frozen_features(settings: Settings, device: torch.device) -> dict[str, tuple
     """Mean-pooled MiniLM embeddings (from the feature cache, built here when missing) and both labels."""
     from meldctl.model import build_model
     from meldctl.model.text import load_tokenizer
-    from meldctl.training.trainer import model_config_from
 
-    model = build_model(model_config_from(settings.model)).to(device)
+    model = build_model(settings.model.to_model_config()).to(device)
     tokenizer = load_tokenizer(settings.model.text_model)
     rows = {split: read_manifest(settings.data.data_dir, split) for split in SPLITS}
-    datasets, _, _ = build_datasets(
-        rows,
+    plan = DataPlan(
         settings.data.data_dir,
-        model,
-        preprocess_from(settings.model),
+        settings.model.to_preprocess(),
         tokenizer,
-        use_cache=True,
-        device=device,
-        workers=0,
-        info=dist.DistInfo(),
-        reporter=Progress("cache"),
-        should_stop=lambda: False,
+        tokenizer_digest(tokenizer_to_files(tokenizer)),
+        True,
+        device,
+        0,
+        progress=Progress("cache").progress,
     )
+    datasets, _ = build_datasets(rows, model, plan)
     out = {}
     for split, ds in datasets.items():
-        feats = np.asarray(ds.arrays["text_features"])[ds.positions["text_features"]]
+        feats = cached_text(ds)
         if feats.ndim == 3:  # per-layer pools (model.text_layer_mix): the published embedding is the last layer's
             feats = feats[:, -1, :]
         emotion = np.array([EMOTION_INDEX[r.emotion] for r in ds.rows])
         sentiment = np.array([SENTIMENT_INDEX[r.sentiment] for r in ds.rows])
         out[split] = (feats.astype(np.float32), emotion, sentiment)
     return out
+
+
+def cached_text(dataset: UtteranceDataset) -> np.ndarray:
+    """The cached text features of every row of `dataset`, in row order."""
+    cache = dataset.cached["text"]
+    where, valid = cache.lookup(dataset.rows)
+    if not valid.all():
+        raise SystemExit(f"{int((~valid).sum())} rows have no cached text features")
+    return np.asarray(cache.array)[where]
 
 
 def logistic_regression(features: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
