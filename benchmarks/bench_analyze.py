@@ -5,8 +5,8 @@ Run: `python benchmarks/bench_analyze.py [--minutes 5] [--long 2] [--threads 2] 
 
 Inputs, all made here (and kept in `--work` for later runs):
 - a checkpoint: 1 epoch on the embedded sample, text+audio+video, MiniLM, R3D-18 weights none (the same
-  compute as Kinetics-400 weights), real-size preprocessing (16 frames of 112x112, 8 s of audio), as
-  `bench_predict.py` trains it (`--ckpt` reuses one);
+  compute as Kinetics-400 weights), real-size preprocessing (16 frames resized to 128x171 and centre-cropped
+  to 112x112, up to 8 s of audio), as `bench_predict.py` trains it (`--ckpt` reuses one);
 - an episode of `--minutes` minutes: espeak-ng sentences with pauses (tests/episode.py) over a moving 1280x720
   24 fps picture with light sensor grain (H.264 veryfast, about 2.5 Mbit/s: decodes like TV footage), with
   its SRT; and the same episode `--long` times over (stream-copied, no re-encode) for the memory row.
@@ -249,7 +249,8 @@ def report(args, ckpt, episode, subs, longer, fast, literal, asr) -> None:  # no
     print(
         f"inputs: {video.name}, {seconds / 60:.1f} min, 1280x720 24 fps H.264 + AAC, {cues} cues (SRT); "
         f"x{args.long}: {long_tl['duration'] / 60:.1f} min, {len(long_tl['utterances'])} cues; checkpoint {ckpt} "
-        f"(text+audio+video, MiniLM, R3D-18 weights none, 16 frames 112x112, 8 s audio); batch 8\n"
+        f"(text+audio+video, MiniLM, R3D-18 weights none, 16 frames resized to 128x171, "
+        f"centre crop 112x112, audio up to 8 s); batch 8\n"
     )
     classified = "classification {:.0f} s".format
     rows = [

@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
 def report(args, ckpt, clips, local, http, forward, runs) -> None:  # noqa: ANN001
     origin = "trained here" if args.ckpt is None else str(args.ckpt)
     print(f"\ninputs: {len(clips)} clips of the embedded sample with their text; checkpoint {origin} (text+audio+video,"
-          f" MiniLM, R3D-18, 16 frames at 112x112, 8 s audio); {args.requests} requests per throughput row; "
+          f" MiniLM, R3D-18, 16 frames resized to 128x171, centre crop 112x112, audio up to 8 s);"
+          f" {args.requests} requests per throughput row; "
           f"server: meldctl serve --device cpu --workers 2, OMP_NUM_THREADS={args.threads}")  # fmt: skip
     print(f"{load_line('after the runs')}\n")
     p50_local, p50_http = statistics.median(local), statistics.median(http)
