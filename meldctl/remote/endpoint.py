@@ -364,14 +364,23 @@ def deploy(
 
 def find_endpoint(client: Any, name: str) -> dict[str, Any] | None:
     """DescribeEndpoint, or None when there is no such endpoint."""
+    return _describe_or_none(client.describe_endpoint, f"endpoint {name}", EndpointName=name)
+
+
+def _describe_config(client: Any, config: str) -> dict[str, Any] | None:
+    return _describe_or_none(client.describe_endpoint_config, f"endpoint config {config}", EndpointConfigName=config)
+
+
+def _describe_or_none(describe: Any, what: str, **request: str) -> dict[str, Any] | None:
+    """A Describe* call's answer, None when the resource does not exist, any other failure as one line."""
     import botocore.exceptions
 
     try:
-        return client.describe_endpoint(EndpointName=name)
+        return describe(**request)
     except botocore.exceptions.ClientError as exc:
         if _is_missing(exc):
             return None
-        with endpoint_errors(f"describing endpoint {name}"):
+        with endpoint_errors(f"describing {what}"):
             raise
 
 
@@ -630,18 +639,6 @@ def _not_updatable(name: str, existing: dict[str, Any]) -> RemoteError:
             hint=f"delete it first: meldctl endpoint delete {name}",
         )
     return RemoteError(f"endpoint {name} is {status}: wait until it is InService, then deploy again")
-
-
-def _describe_config(client: Any, config: str) -> dict[str, Any] | None:
-    import botocore.exceptions
-
-    try:
-        return client.describe_endpoint_config(EndpointConfigName=config)
-    except botocore.exceptions.ClientError as exc:
-        if _is_missing(exc):
-            return None
-        with endpoint_errors(f"describing endpoint config {config}"):
-            raise
 
 
 def _config_models(client: Any, config: str) -> list[str]:
