@@ -213,7 +213,7 @@ class AudioKind(FeatureKind):
         from meldctl.media.features import pad_frames
 
         lengths = [int(s.get("audio_length") or 0) if s.get("audio_present") else 0 for s in samples]
-        frames = max(max(lengths), 1)  # pad to the batch's longest utterance, not to the whole window
+        frames = padded_frames(max(lengths), ctx.preprocess.audio_frames)
         blank = torch.zeros(1, ctx.preprocess.n_mels, frames)
         mels = [pad_frames(s["audio"], frames) if n else blank for s, n in zip(samples, lengths, strict=True)]
         return {"audio": torch.stack(mels), "audio_length": torch.tensor(lengths), **self.present(samples)}
@@ -227,6 +227,21 @@ class AudioKind(FeatureKind):
             mels = [pad_frames(d["audio"], frames) if ok else blank for d, ok in zip(decoded, valid, strict=True)]
             lengths = [int(d["audio_length"]) if ok else 0 for d, ok in zip(decoded, valid, strict=True)]
             yield batch_numbers, torch.stack(mels).numpy().astype(np.float16), valid, lengths  # [B, 1, n_mels, frames]
+
+
+AUDIO_PAD_MULTIPLE = 64
+"""Batches of log-Mel frames are padded to a multiple of this (0.64 s), not to each batch's exact longest.
+
+Padding never changes an embedding (the audio encoder masks it), but every distinct batch shape costs memory:
+glibc's allocator and oneDNN keep blocks per size, and with the exact longest utterance (hundreds of shapes
+an epoch) a training process on full MELD grew by 2 GB within one epoch. Measured on 200 steps of the audio
+encoder: 2.3 GB anonymous memory with exact lengths, 0.9 GB with multiples of 64, as with one fixed shape.
+"""
+
+
+def padded_frames(longest: int, window: int) -> int:
+    """Frames to pad a batch whose longest utterance has `longest` to: the next multiple, at most `window`."""
+    return max(min(-(-longest // AUDIO_PAD_MULTIPLE) * AUDIO_PAD_MULTIPLE, window), 1)
 
 
 Encoded = tuple[list[int], np.ndarray, list[bool], list[int]]

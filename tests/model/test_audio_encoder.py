@@ -51,3 +51,18 @@ def test_normalisation_is_part_of_the_weights() -> None:
     encoder.set_normalisation(torch.arange(64.0), torch.full((64,), 2.0))
     state = encoder.state_dict()
     assert torch.equal(state["mel_mean"], torch.arange(64.0)) and torch.equal(state["mel_std"], torch.full((64,), 2.0))
+
+
+def test_batches_pad_to_a_few_shapes() -> None:
+    """The audio collate pads to multiples of 64 frames within the window: few distinct shapes an epoch (each
+    shape costs allocator and oneDNN memory), and the padding, masked, changes no embedding (above)."""
+    from meldctl.data.kinds import KINDS, CollateContext, padded_frames
+
+    assert [padded_frames(n, 801) for n in (0, 1, 64, 65, 126, 768, 769, 801)] == [1, 64, 64, 128, 128, 768, 801, 801]
+    mels = _utterances()  # 126 and 301 frames
+    samples = [{"audio": m, "audio_length": m.shape[-1], "audio_present": True} for m in mels]
+    samples.append({"audio": None, "audio_length": 0, "audio_present": False})
+    batch = KINDS["audio"].collate(samples, CollateContext(PreprocessConfig(), None))
+    assert batch["audio"].shape == (3, 1, 64, 320)
+    assert batch["audio_length"].tolist() == [126, 301, 0]
+    assert torch.equal(batch["audio"][1, :, :, :301], mels[1]) and not batch["audio"][1, :, :, 301:].any()
