@@ -137,17 +137,6 @@ def _concat(a: str | None, b: str | None) -> str | None:
     return f"{a} {b}"
 
 
-def split_long(utterance: Utterance, max_seconds: float) -> list[Utterance]:
-    """Cut an utterance longer than `max_seconds` into equal parts (voice activity, which has no words)."""
-    if utterance.duration <= max_seconds:
-        return [utterance]
-    parts = int(-(-utterance.duration // max_seconds))
-    step = utterance.duration / parts
-    return [
-        Utterance(utterance.start + k * step, utterance.start + (k + 1) * step, utterance.text) for k in range(parts)
-    ]
-
-
 def clamp(utterances: Sequence[Utterance], duration: float) -> list[Utterance]:
     """Utterances cut to `[0, duration]`; those left empty are dropped."""
     out = [Utterance(max(u.start, 0.0), min(u.end, duration), u.text) for u in utterances]

@@ -165,8 +165,3 @@ class ModelConfig(_Config):
         if not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
             raise ValueError(f"{info.field_name} must be non-empty names of at most 64 characters")
         return value
-
-
-def modality_order(modalities: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Modalities in the canonical order (text, audio, video): the order of features in the fusion input."""
-    return tuple(m for m in MODALITIES if m in modalities)

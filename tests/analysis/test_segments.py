@@ -10,7 +10,6 @@ from meldctl.analysis.segments import (
     merge_short,
     sentences,
     snap_to_speech,
-    split_long,
 )
 from meldctl.analysis.windows import next_window_start
 
@@ -74,12 +73,6 @@ def test_merge_short_joins_quick_fragments_but_not_across_pauses() -> None:
 def test_merge_short_keeps_a_short_utterance_followed_by_a_pause() -> None:
     found = merge_short([Utterance(0, 0.5, "Hi."), Utterance(2.0, 4.0, "How are you?")])
     assert len(found) == 2
-
-
-def test_split_long_cuts_into_equal_parts() -> None:
-    parts = split_long(Utterance(10, 40), 12)
-    assert [(p.start, p.end) for p in parts] == [(10, 20), (20, 30), (30, 40)]
-    assert split_long(Utterance(0, 5), 12) == [Utterance(0, 5)]
 
 
 def test_clamp_cuts_to_the_video_and_drops_what_falls_outside() -> None:
