@@ -19,8 +19,8 @@ def run_in_job(job: SageMakerJob, flags: dict[str, dict[str, Any]], *, as_json: 
     interruption) saves last.pt into the checkpoint folder and exits with 143; the job resumes from it when
     SageMaker restarts it.
     """
+    from meldctl.jobs.training import run_job
     from meldctl.training.metrics import best_line, report_line
-    from meldctl.training.sagemaker_job import run_job
     from meldctl.training.signals import GracefulStop
 
     with job.failures_reported():

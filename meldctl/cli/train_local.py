@@ -14,7 +14,7 @@ from rich.table import Table
 from meldctl.cli.common import console, print_json
 from meldctl.cli.progress import RichReporter
 from meldctl.errors import MeldError
-from meldctl.settings import Settings, render_toml
+from meldctl.settings import Settings
 from meldctl.training.metrics import best_line
 
 SETTINGS_FILE = "settings.toml"
@@ -41,16 +41,6 @@ def run_settings_file(resume: Path) -> Path | None:
     folder = resume if resume.is_dir() else resume.parent
     found = folder / SETTINGS_FILE
     return found if found.is_file() else None
-
-
-def saved_settings(settings: Settings) -> str:
-    """The run's settings.toml: absolute paths (a resume may start anywhere) and no run folder, so that
-    `meldctl --config RUN/settings.toml train` repeats the run in a new folder instead of writing into RUN."""
-    absolute = settings.model_copy(deep=True)
-    absolute.data.data_dir = settings.data.data_dir.resolve()
-    absolute.train.runs_root = settings.train.runs_root.resolve()
-    absolute.train.run_dir = None
-    return render_toml(absolute, commented=False)
 
 
 def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None:
@@ -84,22 +74,19 @@ def _refuse_existing_run(run_dir: Path) -> None:
 def _train(settings: Settings, run_dir: Path, resume: Path | None, is_main: bool) -> Any:
     from meldctl.cli.signals import stopping_on_signals
     from meldctl.io import remove_stale_temporaries
-    from meldctl.training.trainer import run_training
+    from meldctl.training.runs import train_with
 
     created = not run_dir.exists()
     remove_stale_temporaries(run_dir)
     with stopping_on_signals() as stop, RichReporter() as reporter:
         try:
-            result = run_training(
-                settings.data,
-                settings.model,
-                settings.train,
+            result = train_with(
+                settings,
                 run_dir=run_dir,
                 resume=resume,
                 reporter=reporter if is_main else None,
                 should_stop=stop,
                 stop_signal=lambda: stop.requested,
-                settings_toml=saved_settings(settings) if is_main else None,
             )
         except BaseException:
             _forget(run_dir, created)

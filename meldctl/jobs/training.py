@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meldctl.io import write_text_atomic
 from meldctl.reporting import Reporter
-from meldctl.settings import Settings, render_toml
+from meldctl.settings import Settings
+from meldctl.training.runs import train_with
 from meldctl.training.sagemaker_env import SageMakerJob
-from meldctl.training.trainer import TrainResult, run_training
+from meldctl.training.trainer import TrainResult
 
 EVAL_SPLIT = "test"
 
@@ -60,18 +60,7 @@ def _run(settings: Settings, job: SageMakerJob, reporter: Reporter, should_stop:
     resume = job.resume_from()
     if resume is not None:
         reporter.note(f"resuming from {resume}")
-    if job.rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "settings.toml", render_toml(settings, commented=False))
-    result = run_training(
-        settings.data,
-        settings.model,
-        settings.train,
-        run_dir=run_dir,
-        resume=resume,
-        reporter=reporter,
-        should_stop=should_stop,
-    )
+    result = train_with(settings, run_dir=run_dir, resume=resume, reporter=reporter, should_stop=should_stop)
     outcome = JobOutcome(result)
     if result.stopped == "interrupted" or job.rank != 0 or result.best_path is None:
         return outcome

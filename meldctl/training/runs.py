@@ -1,0 +1,53 @@
+"""A training run from resolved settings: the one call of `run_training` that local training and a SageMaker
+job share, and the `settings.toml` the run keeps beside its checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from meldctl.reporting import Reporter
+from meldctl.settings import Settings, render_toml
+from meldctl.training.trainer import TrainResult, run_training
+
+
+def saved_settings(settings: Settings) -> str:
+    """The run's settings.toml: absolute paths (a resume may start anywhere) and no run folder, so that
+    `meldctl --config RUN/settings.toml train` repeats the run in a new folder instead of writing into RUN."""
+    absolute = settings.model_copy(deep=True)
+    absolute.data.data_dir = settings.data.data_dir.resolve()
+    absolute.train.runs_root = settings.train.runs_root.resolve()
+    absolute.train.run_dir = None
+    return render_toml(absolute, commented=False)
+
+
+def train_with(
+    settings: Settings,
+    *,
+    run_dir: Path,
+    resume: Path | None = None,
+    reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    stop_signal: Callable[[], str | None] = lambda: None,
+) -> TrainResult:
+    """Train with `settings` into `run_dir`; the main process writes `run_dir/settings.toml` once set up.
+
+    Args:
+        settings: Resolved settings (flags, environment, TOML; inside a job, the job's layer too).
+        run_dir: Where checkpoints, TensorBoard and settings.toml go.
+        resume: A last.pt to continue from.
+        reporter: Progress callbacks (ignored on processes other than the main one).
+        should_stop: Polled every batch; true saves last.pt and returns.
+        stop_signal: The name of the signal that asked to stop, for the messages.
+    """
+    return run_training(
+        settings.data,
+        settings.model,
+        settings.train,
+        run_dir=run_dir,
+        resume=resume,
+        reporter=reporter,
+        should_stop=should_stop,
+        stop_signal=stop_signal,
+        settings_toml=saved_settings(settings),
+    )
