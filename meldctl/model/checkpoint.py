@@ -11,6 +11,7 @@ heads, every weight must have the shape the config implies and be finite, and th
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -129,7 +130,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
+        # torch words this "Unsupported global" or (2.11) "unsupported GLOBAL posix.system whose module posix
+        # is blocked"; its message goes on to suggest weights_only=False, which is exactly what must not be done.
+        if re.search(r"unsupported (global|operand)|whose module .* is blocked", str(exc), re.IGNORECASE):
             raise CheckpointError(
                 f"{path} refused: it holds objects that would run code when loaded",
                 hint="meldctl checkpoints hold tensors and plain values only; do not trust this file",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -110,18 +112,48 @@ class TextEncoder(nn.Module):
         return self.projection(features)  # [B, P]
 
 
+# A fast (Rust) tokenizer keeps its truncation and padding as state that every call sets before encoding: two
+# threads calling one tokenizer with different settings (analyze counts tokens in its decoding thread while the
+# main thread tokenises a padded batch) encode with each other's settings, and a batch comes back unpadded
+# ("expected sequence of length 3 at dim 1 (got 82)"). Every call of a tokenizer in meldctl goes through this
+# lock; a call costs well under a millisecond, so serialising them costs nothing measurable.
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def _fresh_lock_after_fork() -> None:
+    # A child forked while another thread held the lock would inherit it held, and wait forever.
+    global _TOKENIZER_LOCK
+    _TOKENIZER_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
 def tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
     """Token ids and attention mask `[B, L]` for `texts`, truncated to `max_tokens` and padded to the longest.
 
-    The one tokenisation of meldctl: the dataset, the feature cache and predict all call it.
+    The one tokenisation of meldctl: the dataset, the feature cache and predict all call it. Safe to call from
+    several threads at once (see `_TOKENIZER_LOCK`).
     """
-    tokens = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    with _TOKENIZER_LOCK:
+        tokens = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
     return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+
+def token_lengths(tokenizer: Any, texts: list[str], max_tokens: int | None = None) -> list[int]:
+    """Tokens of each text (special tokens included), truncated to `max_tokens` when given.
+
+    Safe to call from several threads at once, and alongside `tokenize` (see `_TOKENIZER_LOCK`).
+    """
+    truncation = {"truncation": True, "max_length": max_tokens} if max_tokens is not None else {"truncation": False}
+    with _TOKENIZER_LOCK:
+        ids = tokenizer(texts, **truncation)["input_ids"]
+    return [len(row) for row in ids]
 
 
 def token_count(tokenizer: Any, text: str) -> int:
     """Tokens of `text` before truncation (special tokens included), to warn when truncation drops some."""
-    return len(tokenizer(text, truncation=False)["input_ids"])
+    return token_lengths(tokenizer, [text])[0]
 
 
 def tokenizer_digest(tokenizer_files: dict[str, str] | None) -> str | None:

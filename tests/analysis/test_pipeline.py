@@ -159,3 +159,24 @@ def test_background_stops_its_thread_when_the_consumer_stops() -> None:
         if item == 3:
             break
     assert closed.wait(5) and not any(t.name == "meldctl-decode" for t in threading.enumerate())
+
+
+def test_many_cues_of_very_different_lengths(predictor, episode, tmp_path: Path) -> None:  # noqa: ANN001
+    """200 cues of 1 to 150 words: token counting (decoding thread) and batched tokenising (main thread) share
+    the checkpoint's fast tokenizer. They once raced: "expected sequence of length 3 at dim 1 (got 82)"."""
+    import random
+
+    from episode import Cue, write_srt
+    from helpers import WORDS
+
+    rng = random.Random(7)
+    step = episode.duration / 200
+    cues = [
+        Cue(n * step, (n + 0.9) * step, " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 150))))
+        for n in range(200)
+    ]
+    timeline = analyze(episode.video, predictor, subtitles=write_srt(tmp_path / "many.srt", cues), batch_size=8)
+    assert len(timeline.predictions) == 200
+    assert [p.text for p in timeline.predictions] == [c.text for c in cues]
+    long = [p for p, c in zip(timeline.predictions, cues, strict=True) if len(c.text.split()) > 130]
+    assert long and all(any("text truncated" in w for w in p.warnings) for p in long)

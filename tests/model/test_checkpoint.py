@@ -91,6 +91,28 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+class _System:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_a_pickle_that_calls_os_system_is_called_code_not_damage(tmp_path: Path) -> None:
+    """torch 2.11 words this refusal "unsupported GLOBAL posix.system" and suggests weights_only=False: the
+    message must say the file would run code, not that it is damaged and would load without weights_only."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "system.pt"
+    torch.save({"format": "meldctl-checkpoint", "payload": _System(f"touch {marker}")}, evil)
+    with pytest.raises(CheckpointError, match="would run code") as caught:
+        load_checkpoint(evil)
+    assert "damaged" not in caught.value.message and "weights_only" not in caught.value.message
+    assert not marker.exists()
+
+
 def test_truncated_foreign_and_newer_files_are_refused(saved, tmp_path: Path) -> None:
     path = saved[0]
     truncated = tmp_path / "truncated.pt"
