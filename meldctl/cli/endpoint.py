@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from meldctl.cli.common import console, print_json, resolve_settings
+from meldctl.remote.endpoint_spec import INSTANCE_TYPE, SERVERLESS_MEMORY
 
 app = typer.Typer(help="SageMaker endpoints serving a checkpoint with `meldctl serve` in meldctl's image.")
 
@@ -24,9 +25,7 @@ def deploy(
         str, typer.Argument(metavar="CKPT|TRAINING_JOB", help="A checkpoint file, or a completed training job.")
     ],
     endpoint: Annotated[str, typer.Option(help="Endpoint name: created, or updated in place when it exists.")],
-    instance_type: Annotated[
-        str, typer.Option(help="Instance type of a real-time or async endpoint.")
-    ] = "ml.g5.xlarge",
+    instance_type: Annotated[str, typer.Option(help="Instance type of a real-time or async endpoint.")] = INSTANCE_TYPE,
     instance_count: Annotated[int, typer.Option(min=1, help="Instances.")] = 1,
     use_async: Annotated[bool, typer.Option("--async", help="Asynchronous: requests and answers go via S3.")] = False,
     output: Annotated[
@@ -50,14 +49,14 @@ def deploy(
 ) -> None:
     """Package and upload the model, create model, endpoint config and endpoint, and wait until InService."""
     from meldctl.remote import aws
-    from meldctl.remote import endpoint as ep
+    from meldctl.remote.endpoint_spec import build_spec
 
     if output and not use_async:
         raise typer.BadParameter("--output is where an --async endpoint writes its answers", param_hint="--output")
     if memory_mb is not None and not serverless:
         raise typer.BadParameter("--memory-mb sizes a --serverless endpoint", param_hint="--memory-mb")
     remote = resolve_settings(remote={"role": role, "bucket": bucket, "region": region, "image": image}).remote
-    spec = ep.build_spec(
+    spec = build_spec(
         source,
         endpoint=endpoint,
         region=aws.session(remote.region, need_credentials=False).region_name,
@@ -67,7 +66,7 @@ def deploy(
         prefix=remote.prefix,
         instance_type=instance_type,
         instance_count=instance_count,
-        serverless_memory_mb=(memory_mb or ep.SERVERLESS_MEMORY[-1]) if serverless else None,
+        serverless_memory_mb=(memory_mb or SERVERLESS_MEMORY[-1]) if serverless else None,
         async_output=output,
         use_async=use_async,
     )
@@ -88,14 +87,15 @@ def invoke(
 ) -> None:
     """One prediction from an endpoint (real-time, or async through S3), shown as `meldctl predict` shows it."""
     from meldctl.remote import aws
-    from meldctl.remote import endpoint as ep
+    from meldctl.remote.endpoint_invoke import invoke as invoke_endpoint
 
     if clip is not None and not clip.is_file():
         raise typer.BadParameter(f"{clip} is not a file", param_hint="CLIP")
     if clip is None and text is None:
         raise typer.BadParameter("give a clip, --text, or both")
     remote = resolve_settings(remote={"bucket": bucket, "region": region}).remote
-    answer = ep.invoke(aws.session(remote.region), name, clip, text, bucket=remote.bucket, prefix=remote.prefix)
+    boto = aws.session(remote.region)
+    answer = invoke_endpoint(boto, name, clip, text, bucket=remote.bucket, prefix=remote.prefix)
     if as_json:
         print_json(answer)
         return
@@ -108,11 +108,9 @@ def invoke(
 def list_(region: Region = None, as_json: Json = False) -> None:
     """Every endpoint of the region with its status and size (each one costs money while it exists)."""
     from meldctl.remote import aws
-    from meldctl.remote import endpoint as ep
+    from meldctl.remote.endpoint_lifecycle import list_endpoints
 
-    found = ep.list_endpoints(
-        aws.session(resolve_settings(remote={"region": region}).remote.region).client("sagemaker")
-    )
+    found = list_endpoints(aws.session(resolve_settings(remote={"region": region}).remote.region).client("sagemaker"))
     if as_json:
         print_json([info.__dict__ for info in found])
         return
@@ -133,12 +131,12 @@ def delete(
 ) -> None:
     """Delete an endpoint with its endpoint config and model (the model.tar.gz in S3 stays)."""
     from meldctl.remote import aws
-    from meldctl.remote import endpoint as ep
+    from meldctl.remote.endpoint_lifecycle import delete_endpoint
 
     client = aws.session(resolve_settings(remote={"region": region}).remote.region).client("sagemaker")
     if not yes and not typer.confirm(f"Delete endpoint {name}, its endpoint config and model?"):
         raise typer.Exit(1)
-    removed = ep.delete_endpoint(client, name)
+    removed = delete_endpoint(client, name)
     if as_json:
         print_json({"endpoint": name, "deleted": removed})
         return
@@ -147,15 +145,18 @@ def delete(
 
 
 def _deploy(spec: Any, *, wait: bool, as_json: bool) -> None:
-    """Check a local checkpoint, deploy with a progress line, and report (Ctrl-C detaches)."""
+    """Credentials, the AWS-side checks, then the local checkpoint; deploy with a progress line, and report
+    (Ctrl-C detaches)."""
     from meldctl.remote import aws
-    from meldctl.remote import endpoint as ep
+    from meldctl.remote import endpoint_lifecycle as lifecycle
 
+    boto = aws.session(spec.region)
+    spec = lifecycle.check_deploy(boto, spec)
     if spec.upload is not None:
         _check_checkpoint(spec.upload.checkpoint)
     try:
         with _Progress(spec.endpoint) as progress:
-            done = ep.deploy(aws.session(spec.region), spec, on_upload=_uploading, on_status=progress, wait=wait)
+            done = lifecycle.deploy(boto, spec, on_upload=_uploading, on_status=progress, wait=wait)
     except KeyboardInterrupt:
         console.print(
             "[yellow]Detached:[/] what was already created keeps going (an endpoint costs money while it exists); "

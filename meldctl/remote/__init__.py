@@ -10,6 +10,11 @@ local work never pay for them. Every AWS failure leaves here as a `RemoteError` 
 | `submit` | the SageMaker SDK's `ModelTrainer`: submission, and the dry run of the same request |
 | `images` | the SDK's image URIs and GPU counts, botocore's instance types |
 | `jobs` | status, recent jobs, following a job, its model.tar.gz |
-| `s3`, `cloudwatch`, `logs` | transfers, log streams, `meldctl logs` |
-| `aws` | the session, bucket checks, the error boundary |
+| `endpoint_spec` | an endpoint from the options: model data, the three requests (no AWS call) |
+| `endpoint_lifecycle` | checks before a deploy, deploy or update, wait, list, delete |
+| `endpoint_invoke` | one clip or a whole video to an endpoint, real-time or async through S3 |
+| `checks` | what every job and endpoint is checked for first: role, image region, instance type |
+| `s3`, `objects`, `cloudwatch`, `logs` | transfers, one object with a limit, log streams, `meldctl logs` |
+| `aws` | the session, bucket checks, the error boundary and its one table of hints |
+| `answers` | refusing answers that are not AWS's (an HTML page, garbage), naming the URL |
 """

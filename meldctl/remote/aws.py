@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from meldctl.errors import MeldError, RemoteError
+from meldctl.remote.answers import ENDPOINT_HINT, UnexpectedAnswer, check_answers
 
 CREDENTIALS_HINT = (
     "run `aws configure` (or `aws sso login`), or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -42,7 +44,7 @@ def session(region: str | None = None, *, need_credentials: bool = True) -> Any:
     import boto3
 
     with aws_errors("reading the AWS configuration"):
-        boto = boto3.Session(region_name=region)
+        boto = check_answers(boto3.Session(region_name=region))
         if not boto.region_name:
             raise RemoteError(
                 "no AWS region configured", hint="pass --region (e.g. us-east-1) or set AWS_DEFAULT_REGION"
@@ -53,20 +55,32 @@ def session(region: str | None = None, *, need_credentials: bool = True) -> Any:
 
 
 @contextlib.contextmanager
-def aws_errors(action: str, *, instance_type: str | None = None, bucket: str | None = None) -> Iterator[None]:
-    """Turn any AWS failure raised while doing `action` into a `RemoteError` that says what to do."""
+def aws_errors(
+    action: str, *, instance_type: str | None = None, bucket: str | None = None, resource: str = "training job"
+) -> Iterator[None]:
+    """Turn any AWS failure raised while doing `action` into a `RemoteError` that says what to do.
+
+    Args:
+        action: What was being done, the start of the message (`deleting endpoint e1`).
+        instance_type: The instance type asked for, named by quota hints.
+        bucket: The bucket involved, named when it does not exist.
+        resource: What is being worked on, a key of `RESOURCES`: it picks the quota and the listing command
+            that hints name.
+    """
     try:
         yield
+    except UnexpectedAnswer as exc:
+        raise RemoteError(f"{action}: {exc.message}", hint=exc.hint) from None
     except MeldError:
         raise
     except Exception as exc:
-        error = translate(exc, action, instance_type=instance_type, bucket=bucket)
+        error = translate(exc, action, instance_type=instance_type, bucket=bucket, resource=resource)
         if error is None:
             raise
         raise error from None
 
 
-def aws_boundary(action: str) -> Callable[[F], F]:
+def aws_boundary(action: str, *, resource: str = "training job") -> Callable[[F], F]:
     """`aws_errors(action)` around a function, or around every step of a generator function."""
 
     def decorate(function: F) -> F:
@@ -74,14 +88,14 @@ def aws_boundary(action: str) -> Callable[[F], F]:
 
             @functools.wraps(function)
             def generator(*args: Any, **kwargs: Any) -> Any:
-                with aws_errors(action):
+                with aws_errors(action, resource=resource):
                     yield from function(*args, **kwargs)
 
             return generator  # type: ignore[return-value]
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with aws_errors(action):
+            with aws_errors(action, resource=resource):
                 return function(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -90,15 +104,22 @@ def aws_boundary(action: str) -> Callable[[F], F]:
 
 
 def translate(
-    exc: BaseException, action: str, *, instance_type: str | None = None, bucket: str | None = None
+    exc: BaseException,
+    action: str,
+    *,
+    instance_type: str | None = None,
+    bucket: str | None = None,
+    resource: str = "training job",
 ) -> RemoteError | None:
     """The `RemoteError` for an AWS-side exception, or None when `exc` is not one (a bug: let it show)."""
     import boto3.exceptions
     import botocore.exceptions
     import s3transfer.exceptions
 
+    if isinstance(exc, UnexpectedAnswer):
+        return RemoteError(f"{action}: {exc.message}", hint=exc.hint)
     if isinstance(exc, botocore.exceptions.ClientError):
-        return explain_client_error(exc, action, instance_type=instance_type, bucket=bucket)
+        return explain_client_error(exc, action, instance_type=instance_type, bucket=bucket, resource=resource)
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return _explain_botocore(exc, action)
     transfer_errors = (boto3.exceptions.Boto3Error, s3transfer.exceptions.S3UploadFailedError,
@@ -135,44 +156,130 @@ def _explain_botocore(exc: Any, action: str) -> RemoteError:
         return RemoteError(what, hint="check AWS_PROFILE, or create it with `aws configure --profile NAME`")
     if isinstance(exc, errors.ConnectionError | errors.HTTPClientError):
         return RemoteError(what, hint="check the network connection, any proxy (HTTPS_PROXY) and the --region")
+    if isinstance(exc, errors.ResponseParserError):
+        return RemoteError(what, hint=ENDPOINT_HINT)
     if isinstance(exc, errors.ParamValidationError):
         return RemoteError(what, hint="a value in the request is not valid (see the message); check the settings")
     return RemoteError(what, hint="see the AWS configuration guide in docs/remote.md")
 
 
+@dataclass(frozen=True)
+class Resource:
+    """What hints say about one kind of SageMaker resource: its quota, its alternatives, how to list them."""
+
+    quota: str
+    alternatives: str
+    listing: str
+    docs: str
+
+
+RESOURCES = {
+    "training job": Resource(
+        quota="'{instance_type} for training job usage', or '... for spot training job usage' with --spot",
+        alternatives="pick another --instance-type",
+        listing="check the job name with `meldctl logs list`",
+        docs="docs/remote.md",
+    ),
+    "endpoint": Resource(
+        quota="'{instance_type} for endpoint usage'",
+        alternatives="pick another --instance-type, or try --serverless",
+        listing="meldctl endpoint list",
+        docs="docs/serving.md",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """One row of the table of AWS errors users meet: which `ClientError` it matches and what they are told.
+
+    `hint` and `message` are formatted with `action`, `code`, `message` (AWS's first line), `container` (the
+    `error` sentence of `meldctl serve` inside it), `bucket`, `instance_type`, `quota`, `alternatives`,
+    `listing` and `docs`; a row without `message` keeps `ACTION: CODE: MESSAGE`.
+    """
+
+    codes: frozenset[str]
+    hint: str | None
+    says: tuple[str, ...] = ()  # any of these in the message (lower case); empty: any message
+    operations: tuple[str, ...] = ()  # only for these API operations; empty: any
+    needs_bucket: bool = False
+    message: str | None = None
+
+
+_VALIDATION = frozenset({"ValidationException"})
+_MISSING_WORDS = ("not found", "could not find", "does not exist")
+ERROR_TABLE = (
+    ErrorRow(frozenset({"ResourceLimitExceeded"}),
+             "ask for more in Service Quotas (Amazon SageMaker, {quota}), or {alternatives}; see {docs}"),
+    ErrorRow(frozenset(_CREDENTIAL_CODES), CREDENTIALS_HINT),
+    # S3 answers a HEAD request without a body, so an expired token on HeadObject/HeadBucket is a bare 400.
+    ErrorRow(frozenset({"400", "BadRequest"}), f"most often an expired session token (AWS_SESSION_TOKEN): "
+             f"{CREDENTIALS_HINT}", operations=("HeadObject", "HeadBucket"),
+             message="{action}: S3 refused the request with 400 Bad Request and no reason"),
+    ErrorRow(frozenset({"Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
+                        "RequestLimitExceeded", "SlowDown", "RequestThrottled", "RequestThrottledException"}),
+             "AWS is throttling this account's requests (they were retried): wait a minute and run it again; "
+             "AWS_MAX_ATTEMPTS=10 AWS_RETRY_MODE=adaptive retry longer"),
+    ErrorRow(frozenset({"AccessDenied", "AccessDeniedException", "403", "Forbidden"}),
+             "the AWS identity (or the --role) lacks a permission; see {docs}"),
+    ErrorRow(frozenset({"NoSuchBucket"}), "create it with `aws s3 mb s3://{bucket}` in the job's region, or pass "
+             "another --bucket", needs_bucket=True, message="{action}: S3 bucket {bucket} does not exist"),
+    ErrorRow(frozenset({"404", "NotFound"}), "create it with `aws s3 mb s3://{bucket}` in the job's region, or pass "
+             "another --bucket", operations=("HeadBucket", "GetBucketLocation", "ListObjectsV2"), needs_bucket=True,
+             message="{action}: S3 bucket {bucket} does not exist"),
+    ErrorRow(frozenset({"404", "NotFound", "NoSuchKey"}), "it was deleted, or never written there",
+             operations=("HeadObject", "GetObject"), message="{action}: no such S3 object ({code})"),
+    ErrorRow(_VALIDATION, "pick an instance type SageMaker offers here, e.g. ml.g5.xlarge", says=("instancetype",)),
+    ErrorRow(_VALIDATION, "check --role: an IAM role ARN that trusts sagemaker.amazonaws.com", says=("role",)),
+    ErrorRow(_VALIDATION, "push the image to ECR in this region and pass its URI ({docs})", says=("image",)),
+    ErrorRow(frozenset({"ModelError"}), None, message="{action}: the container refused the request: {container}"),
+    ErrorRow(frozenset({"ResourceNotFound"}), "{listing} (and the --region)"),
+    ErrorRow(_VALIDATION, "{listing} (and the --region)", says=_MISSING_WORDS),
+)  # fmt: skip
+"""The AWS errors users meet most, first match wins; any other error is its own first line, without a hint."""
+
+
 def explain_client_error(
-    exc: Any, action: str, *, instance_type: str | None = None, bucket: str | None = None
+    exc: Any,
+    action: str,
+    *,
+    instance_type: str | None = None,
+    bucket: str | None = None,
+    resource: str = "training job",
 ) -> RemoteError:
-    """A `RemoteError` for a botocore `ClientError`, with a hint for the failures users meet most."""
+    """A `RemoteError` for a botocore `ClientError`: its row of `ERROR_TABLE`, else its own first line."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "")) or "Unknown"
     message = first_line(error.get("Message", "")) or first_line(exc)
-    what = f"{action}: {code}: {message}"
-    if code == "ResourceLimitExceeded":
-        kind = instance_type or "the instance type"
-        return RemoteError(
-            what,
-            hint=f"ask for more in Service Quotas (Amazon SageMaker, '{kind} for training job usage', "
-            f"or '... for spot training job usage' with --spot), or pick another --instance-type; see docs/remote.md",
-        )
-    if code in _CREDENTIAL_CODES:
-        return RemoteError(what, hint=CREDENTIALS_HINT)
-    if code in {"AccessDenied", "AccessDeniedException", "403", "Forbidden"}:
-        return RemoteError(what, hint="the AWS identity (or the job's --role) lacks a permission; see docs/remote.md")
-    if code in {"NoSuchBucket", "404", "NotFound"} and bucket:
-        return RemoteError(
-            f"{action}: S3 bucket {bucket} does not exist",
-            hint=f"create it with `aws s3 mb s3://{bucket}` in the job's region, or pass another --bucket",
-        )
-    if code == "ValidationException" and "instanceType" in message:
-        return RemoteError(what, hint="pick an instance type SageMaker training offers, e.g. ml.g5.xlarge")
-    if code == "ValidationException" and "role" in message.lower():
-        return RemoteError(what, hint="check --role: an IAM role ARN that trusts sagemaker.amazonaws.com")
-    lowered = message.lower()
-    not_found = code == "ValidationException" and ("not found" in lowered or "could not find" in lowered)
-    if code == "ResourceNotFound" or not_found:
-        return RemoteError(what, hint="check the job name with `meldctl logs list` (and the --region)")
-    return RemoteError(what)
+    operation = str(getattr(exc, "operation_name", ""))
+    kind = RESOURCES[resource]
+    values = {
+        "action": action, "code": code, "message": message, "container": container_error(str(error.get("Message", ""))),
+        "bucket": bucket, "instance_type": instance_type or "the instance type", "alternatives": kind.alternatives,
+        "listing": kind.listing, "docs": kind.docs,
+    }  # fmt: skip
+    values["quota"] = kind.quota.format(**values)
+    for row in ERROR_TABLE:
+        if (
+            code in row.codes
+            and (not row.says or any(word in message.lower() for word in row.says))
+            and (not row.operations or operation in row.operations)
+            and (bucket or not row.needs_bucket)
+        ):
+            text = row.message.format(**values) if row.message else f"{action}: {code}: {message}"
+            return RemoteError(text, hint=row.hint.format(**values) if row.hint else None)
+    return RemoteError(f"{action}: {code}: {message}")
+
+
+def container_error(message: str) -> str:
+    """The `error` sentence of `meldctl serve`'s JSON inside SageMaker's ModelError message, if there is one."""
+    start = message.find("{")
+    if start >= 0:
+        with contextlib.suppress(json.JSONDecodeError, ValueError):
+            inner = json.loads(message[start : message.rfind("}") + 1])
+            if isinstance(inner, dict) and "error" in inner:
+                return first_line(inner["error"])
+    return first_line(message)
 
 
 def first_line(value: object) -> str:
@@ -205,8 +312,13 @@ def bucket_region(boto_session: Any, bucket: str) -> str:
     return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
 
 
-def check_bucket(boto_session: Any, bucket: str) -> None:
+def check_bucket(boto_session: Any, bucket: str, *, purpose: str = "the job") -> None:
     """Fail before any upload when the bucket is missing, not ours, or in another region than the job.
+
+    Args:
+        boto_session: The session, in the region where SageMaker will read the bucket.
+        bucket: The bucket.
+        purpose: What runs there, for the message ("the job", "the endpoint").
 
     Raises:
         RemoteError: with the fix (another --bucket, or --region of the bucket).
@@ -214,9 +326,9 @@ def check_bucket(boto_session: Any, bucket: str) -> None:
     region = bucket_region(boto_session, bucket)
     if region != boto_session.region_name:
         raise RemoteError(
-            f"S3 bucket {bucket} is in {region}, the job would run in {boto_session.region_name}",
-            hint=f"pass --region {region}, or a bucket in {boto_session.region_name} (SageMaker reads its channels "
-            "from the job's region)",
+            f"S3 bucket {bucket} is in {region}, {purpose} would run in {boto_session.region_name}",
+            hint=f"pass --region {region}, or a bucket in {boto_session.region_name} (SageMaker reads S3 "
+            "in its own region)",
         )
 
 

@@ -69,8 +69,7 @@ def check_instance_type(instance_type: str, *, hosting: bool = False) -> None:
     The lists ship with botocore: no network.
 
     Raises:
-        RemoteError: an unknown training type, with the closest known ones (ConfigError for an endpoint's,
-            as `meldctl endpoint` has always reported it).
+        ConfigError: an unknown type, with the closest known ones.
     """
     import difflib
 
@@ -84,7 +83,7 @@ def check_instance_type(instance_type: str, *, hosting: bool = False) -> None:
     example = (
         "ml.g5.xlarge (1 GPU) or ml.m5.xlarge (CPU)" if hosting else "ml.g5.xlarge (1 GPU) or ml.g5.12xlarge (4 GPUs)"
     )
-    raise (ConfigError if hosting else RemoteError)(
+    raise ConfigError(
         f"unknown SageMaker {'endpoint' if hosting else 'training'} instance type {instance_type!r}",
-        hint=f"did you mean {', '.join(close)}?" if close else f"e.g. ml.g5.xlarge (1 GPU) or {example}",
+        hint=f"did you mean {', '.join(close)}?" if close else f"e.g. {example}",
     )

@@ -25,7 +25,8 @@ from pathlib import Path
 from meldctl import __version__
 from meldctl.errors import ConfigError, RemoteError
 from meldctl.hyperparameters import hyperparameter_name, to_hyperparameters
-from meldctl.remote.images import check_instance_type, default_image, gpus_per_instance
+from meldctl.remote.checks import check_request, check_role
+from meldctl.remote.images import default_image, gpus_per_instance
 from meldctl.remote.s3 import parse_s3_uri, s3_uri
 from meldctl.settings import Settings
 from meldctl.training.metrics import EPOCH_LINE_METRICS, TEST_LINE_METRICS
@@ -165,13 +166,19 @@ def build_job_spec(settings: Settings, *, region: str, base_name: str | None = N
     """The job for these settings; reads local folders only to plan their upload.
 
     Raises:
-        RemoteError: no role or bucket, an unknown instance type, a region without a default image.
-        ConfigError: inconsistent spot settings, network isolation without an own image, a value the SDK's
+        ConfigError: no role or bucket, a malformed role, an unknown instance type, an image of another region,
+            inconsistent spot settings, network isolation without an own image, a value the SDK's
             container driver would break.
+        RemoteError: a region without a default image.
     """
     remote = settings.remote
-    _check_role_and_bucket(remote.role, remote.bucket)
-    check_instance_type(remote.instance_type)
+    check_role(remote.role)
+    check_request(role=remote.role, image=remote.image, region=region, instance_type=remote.instance_type)
+    if not remote.bucket:
+        raise ConfigError(
+            "no S3 bucket for the job's data and outputs",
+            hint="pass --bucket NAME (or set remote.bucket); create one with `aws s3 mb s3://NAME`",
+        )
     if remote.network_isolation and not remote.image:
         raise ConfigError(
             "--network-isolation needs --image: the default AWS image installs meldctl from PyPI at start",
@@ -235,21 +242,6 @@ def local_key(path: Path) -> str:
     """`NAME-HASH`: stable for one local folder, apart for two folders with the same name."""
     digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()[:8]
     return f"{path.resolve().name}-{digest}"
-
-
-def _check_role_and_bucket(role: str | None, bucket: str | None) -> None:
-    if not role:
-        raise RemoteError(
-            "no IAM role for the training job",
-            hint="pass --role arn:aws:iam::ACCOUNT:role/NAME (or set remote.role); docs/remote.md shows how",
-        )
-    if not role.startswith("arn:aws") or ":role/" not in role:
-        raise RemoteError(f"--role {role!r} is not an IAM role ARN", hint="write it as arn:aws:iam::ACCOUNT:role/NAME")
-    if not bucket:
-        raise RemoteError(
-            "no S3 bucket for the job's data and outputs",
-            hint="pass --bucket NAME (or set remote.bucket); create one with `aws s3 mb s3://NAME`",
-        )
 
 
 def _max_wait(spot: bool, max_run: int, max_wait: int | None) -> int | None:

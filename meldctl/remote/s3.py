@@ -227,6 +227,26 @@ def sync_down(client: Any, uri: str, dest: Path) -> Transfer:
     return report
 
 
+def object_exists(client: Any, uri: str) -> bool:
+    """Whether the object `uri` exists (HeadObject); any answer but "not found" is raised."""
+    import botocore.exceptions
+
+    bucket, key = parse_s3_uri(uri)
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def read_text(client: Any, uri: str) -> str:
+    """The object `uri` as text (undecodable bytes replaced): a small answer or report."""
+    bucket, key = parse_s3_uri(uri)
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
+
+
 def download_file(client: Any, uri: str, path: Path) -> Path:
     """Download one object to `path` (atomically)."""
     bucket, key = parse_s3_uri(uri)

@@ -20,12 +20,13 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meldctl.errors import MeldError
+from meldctl.protocol import CLIP, FORM_FIELDS, TEXT
 
 FORM_OVERHEAD = 1024 * 1024
 """Room for the multipart boundaries, part headers and the text field on top of the clip limit."""
 TEXT_LIMIT = 64 * 1024
 """The longest utterance text accepted (bytes); the model reads at most `max_tokens` of it anyway."""
-FIELDS = ("clip", "text")
+FIELDS = FORM_FIELDS
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 
 FetchS3 = Callable[[str, Path, int], int]
@@ -162,12 +163,12 @@ async def read_urlencoded(stream: AsyncIterator[bytes], limits: Limits) -> ClipR
         fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False, errors="strict")
     except UnicodeDecodeError:
         raise RequestError(400, "the form is not valid application/x-www-form-urlencoded (UTF-8 text)") from None
-    if "clip" in fields:
+    if CLIP in fields:
         raise RequestError(400, "upload the clip as a file: send multipart/form-data (curl -F clip=@CLIP)")
-    unknown = sorted(set(fields) - {"text"})
+    unknown = sorted(set(fields) - {TEXT})
     if unknown:
         raise RequestError(400, f"unknown form field {unknown[0][:50]!r}: send clip (a file) and text")
-    text = fields["text"][0] if fields.get("text") else None
+    text = fields[TEXT][0] if fields.get(TEXT) else None
     if text is not None and len(text.encode("utf-8")) > limits.text_bytes:
         raise RequestError(413, f"the text field is over {limits.text_bytes // 1024} KiB")
     return ClipRequest(text, None, None)
@@ -288,13 +289,13 @@ class _FormSink:
         _, options = parse_options_header(self._headers.get("content-disposition", ""))
         field = options.get(b"name", b"").decode("latin-1")
         filename = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
-        if field == "clip":
+        if field == CLIP:
             if self.clip is not None:
                 raise RequestError(400, "send one clip per request")
             self.name = upload_name(filename)
             self.clip = clip_path(self.folder, self.name)
             self._handle = open(self.clip, "xb")  # noqa: SIM115 - closed in _part_end or close()
-        elif field == "text":
+        elif field == TEXT:
             if filename is not None or self.text is not None:
                 raise RequestError(400, "send the text once, as a plain form field (not a file)")
             self.text = bytearray()
@@ -303,12 +304,12 @@ class _FormSink:
         self._target = field
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._target == "clip" and self._handle is not None:
+        if self._target == CLIP and self._handle is not None:
             self._clip_size += end - start
             if self._clip_size > self.limits.clip_bytes:
                 raise RequestError(413, f"the clip is over the server's limit of {self.limits.describe()}")
             self._handle.write(data[start:end])
-        elif self._target == "text" and self.text is not None:
+        elif self._target == TEXT and self.text is not None:
             self.text.extend(data[start:end])
             if len(self.text) > self.limits.text_bytes:
                 raise RequestError(413, f"the text field is over {self.limits.text_bytes // 1024} KiB")

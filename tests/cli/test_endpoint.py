@@ -181,12 +181,12 @@ def test_a_role_sagemaker_refuses_is_one_line(aws_env: str, monkeypatch: pytest.
 
 
 def test_ctrl_c_while_waiting_detaches(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    from meldctl.remote import endpoint as ep
+    from meldctl.remote import endpoint_lifecycle as lifecycle
 
     def interrupted(*args: object, **kwargs: object) -> dict:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ep, "wait_for_endpoint", interrupted)
+    monkeypatch.setattr(lifecycle, "wait_for_endpoint", interrupted)
     result = runner.invoke(app, _deploy_job(aws_env))
     assert result.exit_code == 130 and "Detached" in result.stderr and "meldctl endpoint delete e" in result.stderr
     assert boto3.client("sagemaker").describe_endpoint(EndpointName="e")  # it goes on

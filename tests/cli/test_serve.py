@@ -19,7 +19,7 @@ runner = CliRunner()
 
 def _unpacked_model(trained_run: Path, folder: Path) -> Path:
     """What SageMaker does with the model.tar.gz that `endpoint deploy` uploads: unpack it into the model folder."""
-    from meldctl.remote.endpoint import package_checkpoint
+    from meldctl.remote.endpoint_spec import package_checkpoint
 
     archive = package_checkpoint(trained_run / "best.pt", folder / "model.tar.gz")
     model_dir = folder / "opt-ml-model"

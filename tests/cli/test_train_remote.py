@@ -68,7 +68,7 @@ def test_missing_settings_give_one_line_and_a_hint(
 ) -> None:
     no_credentials(monkeypatch, tmp_path)
     result = runner.invoke(app, ["train", "--remote", "--dry-run", "--region", "us-east-1", *args])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a setting that is missing or wrong
     assert "Traceback" not in result.output
     assert result.stderr.startswith("Error:") and says in result.stderr
 

@@ -16,9 +16,12 @@ import pytest
 from aws_servers import ROLE, aws_env, create_training_job, model_archive, moto_server, s3_client, s3_server  # noqa: F401
 from botocore.exceptions import ClientError
 
+from meldctl import protocol
 from meldctl.errors import ConfigError, RemoteError
-from meldctl.remote import endpoint as ep
-from meldctl.remote.aws import session
+from meldctl.remote import endpoint_invoke
+from meldctl.remote import endpoint_lifecycle as lifecycle
+from meldctl.remote import endpoint_spec as spec_
+from meldctl.remote.aws import explain_client_error, session
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/meldctl:0.1.0"
 ANSWER = {"clip": "dia3_utt5.mp4", "text": "Hi", "emotion": {"neutral": 0.6, "joy": 0.4},
@@ -26,19 +29,19 @@ ANSWER = {"clip": "dia3_utt5.mp4", "text": "Hi", "emotion": {"neutral": 0.6, "jo
           "top_emotions": [["neutral", 0.6], ["joy", 0.4]]}  # fmt: skip
 
 
-def plan(source: str | Path, **options: Any) -> ep.EndpointSpec:
+def plan(source: str | Path, **options: Any) -> spec_.EndpointSpec:
     # moto's list of endpoint instance types predates the g5 family: the moto tests use ml.g4dn.xlarge.
     values = {"endpoint": "meld-e1", "region": "us-east-1", "role": ROLE, "image": IMAGE, "bucket": "b",
               "prefix": "meldctl", "instance_type": "ml.g4dn.xlarge", **options}  # fmt: skip
-    return ep.build_spec(str(source), **values)
+    return spec_.build_spec(str(source), **values)
 
 
 def test_a_local_checkpoint_plan(tmp_path: Path) -> None:
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"weights")
     spec = plan(checkpoint)
-    digest = ep.file_digest(checkpoint)[:16]
-    assert spec.upload == ep.Upload(checkpoint, f"s3://b/meldctl/endpoints/models/{digest}/model.tar.gz")
+    digest = spec_.file_digest(checkpoint)[:16]
+    assert spec.upload == spec_.ModelUpload(checkpoint, f"s3://b/meldctl/endpoints/models/{digest}/model.tar.gz")
     model = spec.model_request()
     assert model["PrimaryContainer"]["Image"] == IMAGE and model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["ModelDataUrl"] == spec.upload.uri
@@ -47,7 +50,7 @@ def test_a_local_checkpoint_plan(tmp_path: Path) -> None:
     assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
     assert variant["ModelName"] == model["ModelName"]
     assert spec.endpoint_request() == {"EndpointName": "meld-e1", "EndpointConfigName": spec.config_name,
-                                       "Tags": ep.tags("meld-e1")}  # fmt: skip
+                                       "Tags": spec_.tags("meld-e1")}  # fmt: skip
     assert spec.problems() == []
 
 
@@ -91,9 +94,9 @@ def test_a_local_checkpoint_needs_a_bucket(tmp_path: Path) -> None:
 def test_packaging_is_reproducible(tmp_path: Path) -> None:
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"weights" * 1000)
-    first = ep.package_checkpoint(checkpoint, tmp_path / "a" / "model.tar.gz").read_bytes()
+    first = spec_.package_checkpoint(checkpoint, tmp_path / "a" / "model.tar.gz").read_bytes()
     checkpoint.touch()  # a new mtime must not change the archive
-    second = ep.package_checkpoint(checkpoint, tmp_path / "b" / "model.tar.gz").read_bytes()
+    second = spec_.package_checkpoint(checkpoint, tmp_path / "b" / "model.tar.gz").read_bytes()
     assert first == second
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         assert tar.getnames() == ["best.pt"]
@@ -103,7 +106,7 @@ def test_packaging_is_reproducible(tmp_path: Path) -> None:
 def test_the_invocation_body_is_a_multipart_form(tmp_path: Path) -> None:
     clip = tmp_path / 'a "quoted".mp4'
     clip.write_bytes(b"\x00video\r\n--")
-    kind, body = ep.invocation_body(clip, "Oh my God! ☕")
+    kind, body = protocol.clip_form(clip, "Oh my God! ☕")
     boundary = kind.split("boundary=")[1].encode()
     assert body.startswith(b"--" + boundary) and body.endswith(b"--" + boundary + b"--\r\n")
     assert "Oh my God! ☕".encode() in body and b"\x00video\r\n--" in body
@@ -124,8 +127,10 @@ def checkpoint(tmp_path: Path) -> Path:
 def test_deploy_invoke_list_delete(aws_env: str, checkpoint: Path, moto_server) -> None:  # noqa: ANN001, F811
     boto, statuses = session(), []
     spec = plan(checkpoint, bucket=aws_env)
-    done = ep.deploy(boto, spec, poll_s=0, on_status=lambda status, elapsed: statuses.append(status))
-    assert done == ep.Deployed("meld-e1", "InService", False, spec.model_name, spec.config_name, spec.upload.uri, [])
+    done = lifecycle.deploy(boto, spec, poll_s=0, on_status=lambda status, elapsed: statuses.append(status))
+    assert done == lifecycle.Deployed(
+        "meld-e1", "InService", False, spec.model_name, spec.config_name, spec.upload.uri, []
+    )
     assert statuses == ["InService"]
     archive = s3_client().get_object(Bucket=aws_env, Key=spec.upload.uri.split("/", 3)[3])["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -135,7 +140,7 @@ def test_deploy_invoke_list_delete(aws_env: str, checkpoint: Path, moto_server) 
     assert model["PrimaryContainer"]["Image"] == IMAGE and model["PrimaryContainer"]["ModelDataUrl"] == spec.upload.uri
     assert client.describe_endpoint(EndpointName="meld-e1")["EndpointConfigName"] == spec.config_name
 
-    [info] = ep.list_endpoints(client)
+    [info] = lifecycle.list_endpoints(client)
     assert (info.name, info.status, info.kind) == ("meld-e1", "InService", "1 x ml.g4dn.xlarge")
     assert info.config == spec.config_name
 
@@ -145,15 +150,15 @@ def test_deploy_invoke_list_delete(aws_env: str, checkpoint: Path, moto_server) 
     urllib.request.urlopen(request, timeout=10).close()
     clip = checkpoint.parent / "dia3_utt5.mp4"
     clip.write_bytes(b"video")
-    assert ep.invoke(boto, "meld-e1", clip, "Hi", bucket=None, prefix="meldctl") == ANSWER
+    assert endpoint_invoke.invoke(boto, "meld-e1", clip, "Hi", bucket=None, prefix="meldctl") == ANSWER
 
-    removed = ep.delete_endpoint(client, "meld-e1")
+    removed = lifecycle.delete_endpoint(client, "meld-e1")
     assert removed == ["endpoint meld-e1", f"endpoint config {spec.config_name}", f"model {spec.model_name}"]
-    assert ep.find_endpoint(client, "meld-e1") is None and ep.list_endpoints(client) == []
+    assert lifecycle.find_endpoint(client, "meld-e1") is None and lifecycle.list_endpoints(client) == []
     with pytest.raises(ClientError):
         client.describe_model(ModelName=spec.model_name)
     with pytest.raises(RemoteError, match="no endpoint meld-e1"):
-        ep.delete_endpoint(client, "meld-e1")
+        lifecycle.delete_endpoint(client, "meld-e1")
 
 
 def test_deploy_a_training_jobs_model_with_its_own_image(aws_env: str) -> None:  # noqa: F811
@@ -161,9 +166,9 @@ def test_deploy_a_training_jobs_model_with_its_own_image(aws_env: str) -> None: 
     key = "meldctl/meldctl-aa-1/output/meldctl-aa-1/output/model.tar.gz"
     spec = plan("meldctl-aa-1", image=None, bucket=None)
     with pytest.raises(RemoteError, match="the model of training job meldctl-aa-1 is missing"):
-        ep.deploy(session(), spec, poll_s=0)
+        lifecycle.deploy(session(), spec, poll_s=0)
     s3_client().put_object(Bucket=aws_env, Key=key, Body=model_archive({"best.pt": b"w", "settings.toml": b""}))
-    done = ep.deploy(session(), spec, poll_s=0)
+    done = lifecycle.deploy(session(), spec, poll_s=0)
     model = boto3.client("sagemaker").describe_model(ModelName=done.model)["PrimaryContainer"]
     assert model["ModelDataUrl"] == f"s3://{aws_env}/{key}"
     assert model["Image"] == "img"  # the job's image: not the AWS PyTorch training image, so a meldctl one
@@ -184,7 +189,7 @@ def test_a_job_trained_in_the_aws_pytorch_image_needs_an_image(aws_env: str, mon
     key = "meldctl/meldctl-bb-1/output/meldctl-bb-1/output/model.tar.gz"
     s3_client().put_object(Bucket=aws_env, Key=key, Body=model_archive({"best.pt": b"w"}))
     with pytest.raises(ConfigError, match="no image"):
-        ep.deploy(session(), plan("meldctl-bb-1", image=None), poll_s=0)
+        lifecycle.deploy(session(), plan("meldctl-bb-1", image=None), poll_s=0)
 
 
 @dataclass
@@ -220,10 +225,10 @@ def test_deploying_again_updates_in_place_and_removes_the_previous_model(
     update_endpoint: Updates,
 ) -> None:
     client = boto3.client("sagemaker")
-    uploads: list[ep.Upload] = []
-    first = ep.deploy(session(), plan(checkpoint, bucket=aws_env), poll_s=0, on_upload=uploads.append)
+    uploads: list[spec_.ModelUpload] = []
+    first = lifecycle.deploy(session(), plan(checkpoint, bucket=aws_env), poll_s=0, on_upload=uploads.append)
     second_spec = plan(checkpoint, bucket=aws_env, instance_type="ml.g4dn.2xlarge")
-    second = ep.deploy(session(), second_spec, poll_s=0, on_upload=uploads.append)
+    second = lifecycle.deploy(session(), second_spec, poll_s=0, on_upload=uploads.append)
     assert len(uploads) == 1  # the same checkpoint's archive is already in S3
     assert update_endpoint.calls == [{"EndpointName": "meld-e1", "EndpointConfigName": second.config}]
     assert second.updated and second.removed == [f"endpoint config {first.config}", f"model {first.model}"]
@@ -237,11 +242,11 @@ def test_a_rolled_back_update_says_why_and_keeps_the_old_model(
     checkpoint: Path,
     update_endpoint: Updates,
 ) -> None:
-    first = ep.deploy(session(), plan(checkpoint, bucket=aws_env), poll_s=0)
+    first = lifecycle.deploy(session(), plan(checkpoint, bucket=aws_env), poll_s=0)
     update_endpoint.fail = True  # SageMaker rolls the update back
     spec = plan(checkpoint, bucket=aws_env)
     with pytest.raises(RemoteError, match="kept the previous model: The primary container did not pass"):
-        ep.deploy(session(), spec, poll_s=0)
+        lifecycle.deploy(session(), spec, poll_s=0)
     client = boto3.client("sagemaker")
     assert [m["ModelName"] for m in client.list_models()["Models"]] == [first.model]  # the new one is removed
     assert client.describe_endpoint(EndpointName="meld-e1")["EndpointConfigName"] == first.config
@@ -258,7 +263,7 @@ def test_an_endpoint_that_fails_to_start_gives_its_reason() -> None:
 
     seen = []
     with pytest.raises(RemoteError) as caught:
-        ep.wait_for_endpoint(Describes(), "meld-e1", poll_s=0, on_status=lambda s, t: seen.append(s))
+        lifecycle.wait_for_endpoint(Describes(), "meld-e1", poll_s=0, on_status=lambda s, t: seen.append(s))
     assert seen == ["Creating", "Failed"]
     assert caught.value.message == "endpoint meld-e1 failed to start (Failed): Image size 12 GB is greater than " \
         "supported size 10 GB"  # fmt: skip
@@ -274,7 +279,7 @@ def test_async_invocation_goes_through_s3(
     """moto writes async answers into its own S3, so this test keeps all of S3 in moto."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.url)
     boto3.client("s3").create_bucket(Bucket="meldctl-async")
-    ep.deploy(session(), plan(checkpoint, bucket="meldctl-async", use_async=True), poll_s=0)
+    lifecycle.deploy(session(), plan(checkpoint, bucket="meldctl-async", use_async=True), poll_s=0)
     config = boto3.client("sagemaker").describe_endpoint_config(
         EndpointConfigName=boto3.client("sagemaker").describe_endpoint(EndpointName="meld-e1")["EndpointConfigName"]
     )
@@ -288,25 +293,32 @@ def test_async_invocation_goes_through_s3(
     urllib.request.urlopen(request, timeout=10).close()
     clip = checkpoint.parent / "a.mp4"
     clip.write_bytes(b"video")
-    assert ep.invoke(session(), "meld-e1", clip, "Hi", bucket=None, prefix="meldctl", poll_s=0) == ANSWER
+    assert endpoint_invoke.invoke(session(), "meld-e1", clip, "Hi", bucket=None, prefix="meldctl", poll_s=0) == ANSWER
     inputs = boto3.client("s3").list_objects_v2(Bucket="meldctl-async", Prefix="meldctl/endpoints/meld-e1/inputs/")
     assert inputs["KeyCount"] == 1  # the request went to S3 first
     with pytest.raises(RemoteError, match="failed on the request: empty text"):
-        ep.invoke(session(), "meld-e1", clip, "", bucket=None, prefix="meldctl", poll_s=0)
+        endpoint_invoke.invoke(session(), "meld-e1", clip, "", bucket=None, prefix="meldctl", poll_s=0)
 
 
-def test_endpoint_errors_are_one_line_with_a_hint() -> None:
+def test_endpoint_errors_are_rows_of_the_one_table() -> None:
+    def explain(error: ClientError, action: str, **context: str) -> RemoteError:
+        return explain_client_error(error, action, resource="endpoint", **context)
+
     quota = ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": "The account-level service limit "
                         "'ml.g5.xlarge for endpoint usage' is 0 Instances"}}, "CreateEndpoint")  # fmt: skip
-    error = ep.explain_endpoint_error(quota, "creating endpoint e", instance_type="ml.g5.xlarge")
+    error = explain(quota, "creating endpoint e", instance_type="ml.g5.xlarge")
     assert "ResourceLimitExceeded" in error.message and "'ml.g5.xlarge for endpoint usage'" in error.hint
+    assert "--serverless" in error.hint and "training job usage" not in error.hint
+    training = explain_client_error(quota, "submitting", instance_type="ml.g5.xlarge")
+    assert "'ml.g5.xlarge for training job usage'" in training.hint and "--serverless" not in training.hint
     model_error = ClientError({"Error": {"Code": "ModelError", "Message": 'Received client error (422) from primary '
                               'with message "{"error":"empty text: this checkpoint reads the utterance text"}".'}},
                               "InvokeEndpoint")  # fmt: skip
-    assert ep.explain_endpoint_error(model_error, "invoking endpoint e").message == (
+    assert explain(model_error, "invoking endpoint e").message == (
         "invoking endpoint e: the container refused the request: empty text: this checkpoint reads the utterance text"
     )
     missing = ClientError({"Error": {"Code": "ValidationException", "Message": "Could not find endpoint x."}}, "X")
-    assert "meldctl endpoint list" in ep.explain_endpoint_error(missing, "invoking endpoint x").hint
+    assert "meldctl endpoint list" in explain(missing, "invoking endpoint x").hint
+    assert "meldctl logs list" in explain_client_error(missing, "describing job x").hint
     other = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "X")
-    assert ep.explain_endpoint_error(other, "x") is None  # left to aws_errors
+    assert "throttling" in explain(other, "x").hint

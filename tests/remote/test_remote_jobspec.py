@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from meldctl.errors import ConfigError, RemoteError
+from meldctl.remote.checks import check_role
 from meldctl.remote.images import default_image, gpus_per_instance
 from meldctl.remote.jobspec import SINGLE_COMMAND, TORCHRUN_COMMAND, build_job_spec, metric_definitions
 from meldctl.remote.submit import stage_source
@@ -66,15 +67,42 @@ def test_spot_waits_twice_max_run_by_default_and_checks_max_wait() -> None:
 
 @pytest.mark.parametrize(("missing", "says"), [("role", "--role"), ("bucket", "--bucket")])
 def test_missing_role_or_bucket_says_what_to_pass(missing: str, says: str) -> None:
-    with pytest.raises(RemoteError) as caught:
+    with pytest.raises(ConfigError) as caught:
         spec_for(**{missing: None})
     assert says in (caught.value.hint or "")
 
 
 def test_unknown_instance_type_suggests_close_ones() -> None:
-    with pytest.raises(RemoteError) as caught:
+    with pytest.raises(ConfigError) as caught:
         spec_for(instance_type="ml.g5.xlarg")
     assert "ml.g5.xlarge" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        "arn:aws:iam::12345:role/x",  # a 5-digit account
+        "arn:aws:iam::123456789012:role/my role",  # a space in the name
+        "arn:aws:iam::123456789012:role/",
+        "arn:aws:iam::123456789012:user/x",
+        "arn:aws:iam::1234567890123:role/x",
+    ],
+)
+def test_a_malformed_role_is_refused(role: str) -> None:
+    with pytest.raises(ConfigError, match="is not an IAM role ARN"):
+        spec_for(role=role)
+
+
+def test_role_paths_and_partitions_are_accepted() -> None:
+    assert spec_for(role="arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-Role+x=1,a.b@c_d").role
+    assert check_role("arn:aws-cn:iam::123456789012:role/x") == "arn:aws-cn:iam::123456789012:role/x"
+
+
+def test_an_image_of_another_region_is_refused() -> None:
+    with pytest.raises(ConfigError, match="is in us-east-1, SageMaker would run in eu-west-1") as caught:
+        spec_for(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/meldctl:0.1.0")
+    assert "--region us-east-1" in (caught.value.hint or "")
+    assert spec_for(image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/meldctl:0.1.0").image.endswith("0.1.0")
 
 
 def test_one_process_runs_itself_several_run_under_torchrun() -> None:

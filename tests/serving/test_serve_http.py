@@ -106,7 +106,7 @@ def test_a_clip_without_audio_is_answered_as_predict_answers_it(
 def test_invocations_take_multipart_json_and_what_endpoint_invoke_sends(
     served: ServeProcess, clips: list[Path]
 ) -> None:
-    from meldctl.remote.endpoint import invocation_body
+    from meldctl.protocol import clip_form as invocation_body
 
     clip, text = clips[2], "We were on a break!"
     expected = post_clip(served.url, clip, text).json()

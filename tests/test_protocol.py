@@ -1,0 +1,67 @@
+"""The request wire format: what the client writes (`meldctl.protocol`) is what the server reads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from meldctl import protocol
+from meldctl.serving.uploads import InvocationRequest, Limits, read_json, read_multipart
+
+LIMITS = Limits(clip_bytes=1 << 20)
+
+
+async def _stream(body: bytes):  # noqa: ANN202
+    for start in range(0, len(body), 7):
+        yield body[start : start + 7]
+
+
+def test_the_servers_json_model_has_the_protocols_fields() -> None:
+    assert tuple(InvocationRequest.model_fields) == protocol.CLIP_JSON_FIELDS
+
+
+def test_a_clip_form_reads_back_on_the_server(tmp_path: Path) -> None:
+    clip = tmp_path / 'a "quoted".mp4'
+    clip.write_bytes(b"\x00video\r\n--")
+    kind, body = protocol.clip_form(clip, "Oh my God! ☕")
+    boundary = kind.split("boundary=")[1]
+    folder = tmp_path / "request"
+    folder.mkdir()
+    read = asyncio.run(read_multipart(_stream(body), boundary, folder, LIMITS))
+    assert read.text == "Oh my God! ☕" and read.name == 'a "quoted".mp4'
+    assert read.clip is not None and read.clip.read_bytes() == b"\x00video\r\n--"
+    kind, body = protocol.clip_form(None, "hi")
+    text_only = asyncio.run(read_multipart(_stream(body), kind.split("boundary=")[1], folder, LIMITS))
+    assert text_only.text == "hi" and text_only.clip is None
+
+
+def test_a_clip_in_s3_reads_back_on_the_server(tmp_path: Path) -> None:
+    fetched = []
+
+    def fetch(uri: str, path: Path, limit: int) -> int:
+        fetched.append(uri)
+        path.write_bytes(b"clip")
+        return 4
+
+    kind, body = protocol.clip_s3_json("s3://b/k/a.mp4", "Hi", "a.mp4")
+    assert kind == protocol.JSON
+    read = asyncio.run(read_json(_stream(body), tmp_path, LIMITS, fetch))
+    assert fetched == ["s3://b/k/a.mp4"] and read.text == "Hi" and read.name == "a.mp4"
+
+
+def test_an_analyze_body(tmp_path: Path) -> None:
+    video = tmp_path / "episode.mp4"
+    video.write_bytes(bytes(range(256)))
+    _, inline = protocol.analyze_json(video=video, subtitles_text="1\n00:00:00,000 --> 00:00:01,000\nHi\n")
+    payload = json.loads(inline)
+    assert set(payload) == {protocol.VIDEO_B64, protocol.SUBTITLES_TEXT}
+    assert base64.b64decode(payload[protocol.VIDEO_B64]) == video.read_bytes()
+    _, named = protocol.analyze_json(video_s3="s3://b/v.mp4", segment="vad")
+    assert json.loads(named) == {protocol.VIDEO_S3: "s3://b/v.mp4", protocol.SEGMENT: "vad"}
+    assert set(json.loads(named)) <= set(protocol.ANALYZE_JSON_FIELDS)
+    with pytest.raises(ValueError, match="one of them"):
+        protocol.analyze_json()
