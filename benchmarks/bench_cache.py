@@ -37,14 +37,9 @@ from meldctl.prepare import prepare
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
 from meldctl.training.loop import train_step
 from meldctl.training.losses import MultiTaskLoss, class_weights
-from meldctl.training.trainer import (
-    EpochBatches,
-    _loader,
-    _schedule,
-    audio_statistics,
-    build_optimizer,
-    seed_everything,
-)
+from meldctl.training.rng import seed_everything
+from meldctl.training.sampler import EpochBatches
+from meldctl.training.trainer import _loader, _schedule, audio_statistics, build_optimizer
 
 CPU = torch.device("cpu")
 

@@ -33,7 +33,7 @@ from meldctl.data.manifest import ManifestRow, read_manifest, write_manifest
 from meldctl.model import PreprocessConfig, build_model
 from meldctl.prepare import prepare
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
-from meldctl.training.trainer import seed_everything
+from meldctl.training.rng import seed_everything
 
 CHUNK = 256  # rows filled at a time, so the pre-fill itself stays small
 

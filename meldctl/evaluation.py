@@ -68,12 +68,7 @@ def evaluate_checkpoint(
     torch_device = distributed.resolve_device(device)
     loaded = load_checkpoint(checkpoint, torch_device)
     model, config = loaded.model, loaded.model.config
-    used = tuple(config.modalities if modalities is None else parse_modalities(list(modalities)))
-    if set(used) - set(config.modalities):
-        raise DataError(
-            f"--modalities {','.join(used)}: the checkpoint has only {','.join(config.modalities)}",
-            hint="ablate a subset of the checkpoint's modalities",
-        )
+    used = _used_modalities(config.modalities, modalities)
     rows = read_manifest(data_dir, split)
     if not rows:
         raise DataError(f"split {split!r} of {data_dir} has no utterances")
@@ -115,6 +110,17 @@ def evaluate_checkpoint(
         suffix = "" if used == config.modalities else "-" + "+".join(used)
         out_dir = Path(checkpoint).parent / "eval" / f"{split}{suffix}"
     return EvalResult(report, out_dir, write_report(report, out_dir))
+
+
+def _used_modalities(trained: tuple[str, ...], asked: Sequence[str] | None) -> tuple[str, ...]:
+    """The modalities an evaluation uses: all the checkpoint's, or the subset asked for (an ablation)."""
+    used = tuple(trained if asked is None else parse_modalities(list(asked)))
+    if set(used) - set(trained):
+        raise DataError(
+            f"--modalities {','.join(used)}: the checkpoint has only {','.join(trained)}",
+            hint="ablate a subset of the checkpoint's modalities",
+        )
+    return used
 
 
 def build_report(

@@ -20,6 +20,7 @@ from meldctl.model.text import load_tokenizer, tokenizer_digest, tokenizer_to_fi
 from meldctl.reporting import Reporter
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
 from meldctl.training import distributed as dist
+from meldctl.training.rng import seed_everything
 
 
 @dataclass
@@ -58,8 +59,6 @@ def build_feature_cache(
     info = dist.setup(device, train.dist_timeout_s)
     reporter = reporter if reporter is not None and info.is_main else Reporter()
     try:
-        from meldctl.training.trainer import seed_everything
-
         seed_everything(train.seed)  # as train does: encoders with random weights (`none`) get the same ones
         model = build_model(model_settings.to_model_config()).to(device)
         tokenizer = load_tokenizer(model_settings.text_model) if model.text is not None else None

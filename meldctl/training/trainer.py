@@ -12,12 +12,10 @@ ones, in the same order, with the same dropout masks: on the CPU its final weigh
 
 from __future__ import annotations
 
-import errno
 import math
-import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from meldctl.data.kinds import kinds_for
 from meldctl.data.loading import worker_init
 from meldctl.data.manifest import read_manifest
 from meldctl.errors import DataError, MeldError
-from meldctl.io import disk_full, write_text_atomic
+from meldctl.io import write_text_atomic
 from meldctl.labels import EMOTIONS, SENTIMENTS
 from meldctl.model import MeldModel, PreprocessConfig, build_model
 from meldctl.model.checkpoint import load_checkpoint, save_checkpoint
@@ -38,9 +36,12 @@ from meldctl.model.text import load_tokenizer, tokenizer_digest, tokenizer_to_fi
 from meldctl.reporting import Reporter
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
 from meldctl.training import distributed as dist
+from meldctl.training.board import TensorBoard
 from meldctl.training.loop import Meter, predict, train_step
 from meldctl.training.losses import MultiTaskLoss, class_weights
 from meldctl.training.metrics import head_metrics
+from meldctl.training.rng import rng_state, seed_everything, set_rng_state
+from meldctl.training.sampler import EpochBatches
 
 _NORMALISATION_ROWS = 4000  # training rows sampled for the audio statistics when they must be decoded
 
@@ -78,60 +79,6 @@ class RunState:
         return dict(self.__dict__)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """Every random generator a training step draws from (dropout, modality dropout)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.asarray(state["numpy"], dtype=np.uint32), 624, 0, 0.0))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class EpochBatches(torch.utils.data.Sampler[list[int]]):
-    """This rank's batches of one epoch: shuffled by (seed, epoch), identical on every rank, then sharded.
-
-    Like `DistributedSampler` the order is padded to a multiple of the world size; unlike it, the batches are
-    made here, so the arithmetic is right per rank: a last batch of one (which BatchNorm cannot train on) is
-    dropped. `start(epoch, skip)` resumes part-way through an epoch.
-    """
-
-    def __init__(self, size: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
-        self.epoch, self.skip = 1, 0
-
-    def start(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def _batches(self) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
-        per_rank = math.ceil(self.size / self.world)
-        order += order[: per_rank * self.world - self.size]  # pad so every rank gets as many batches
-        mine = order[self.rank :: self.world]
-        batches = [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
-        return batches[:-1] if batches and len(batches[-1]) == 1 else batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()[self.skip :]
-
-    def __len__(self) -> int:
-        return max(len(self._batches()) - self.skip, 0)
-
-
 def run_training(
     data: DataSettings,
     model_settings: ModelSettings,
@@ -166,45 +113,33 @@ def run_training(
     try:
         seed_everything(train.seed)  # the same initial weights on every rank (and in `meldctl cache build`)
         start = _start(model_settings, resume, device)
-        model, preprocess = start["model"], start["preprocess"]
-        rows = {split: read_manifest(data.data_dir, split) for split in ("train", "dev")}
         plan = DataPlan(
-            data.data_dir, preprocess, start["tokenizer"], tokenizer_digest(start["tokenizer_files"]), data.cache,
+            data.data_dir, start.preprocess, start.tokenizer, tokenizer_digest(start.tokenizer_files), data.cache,
             device, train.workers, reporter.progress, should_stop, stop_signal, dist.cooperation(info, device),
         )  # fmt: skip
-        datasets, cached = build_datasets(rows, model, plan)
-        train_set, dev_set = datasets["train"], datasets["dev"]
-        if len(train_set) < 2:
-            raise DataError(f"only {len(train_set)} training utterances in {data.data_dir}", hint="run meldctl prepare")
-        if start["training"] is None and model.audio is not None:
-            model.audio.set_normalisation(*audio_statistics(train_set, train.seed))
-        counts = label_counts(train_set.rows)
-        criterion = MultiTaskLoss(
-            *(_on(class_weights(c, train.class_weights), device) for c in counts), train.label_smoothing
+        datasets, cached = _datasets(start, plan, train.seed)
+        counts = label_counts(datasets["train"].rows)
+        sampler = EpochBatches(
+            len(datasets["train"]), train.batch_size, seed=train.seed, rank=info.rank, world=info.world_size
         )
-        collate = Collator(kinds_for(model.config.modalities), preprocess, start["tokenizer"])
-        sampler = EpochBatches(len(train_set), train.batch_size, seed=train.seed, rank=info.rank, world=info.world_size)
-        train_loader = _loader(train_set, collate, train, batch_sampler=sampler)
-        dev_loader = _loader(dev_set, collate, train, batch_size=max(train.batch_size, 64))
-        wrapped = model
-        if info.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        optimizer = build_optimizer(model, train)
-        scheduler = _schedule(optimizer, train.epochs * max(1, len(sampler)), train.warmup_ratio)
+        optimizer = build_optimizer(start.model, train)
         amp_dtype, scaler = _amp(device, train.precision)
-        seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
-        state = RunState()
-        if start["training"] is not None:
-            state = _restore(start["training"], optimizer, scheduler, scaler, info)
-            _carry_best(resume if resume.is_dir() else resume.parent, run_dir)
         run = _Run(
-            model=model, wrapped=wrapped, preprocess=preprocess, tokenizer_files=start["tokenizer_files"],
-            criterion=criterion, optimizer=optimizer, scheduler=scheduler, amp_dtype=amp_dtype, scaler=scaler,
-            train=train, run_dir=run_dir, info=info, device=device, reporter=reporter, dev_loader=dev_loader,
-            should_stop=should_stop, stop_signal=stop_signal,
+            model=start.model, wrapped=_wrap(start.model, info, device), preprocess=start.preprocess,
+            tokenizer_files=start.tokenizer_files, criterion=_criterion(counts, train, device), optimizer=optimizer,
+            scheduler=_schedule(optimizer, train.epochs * max(1, len(sampler)), train.warmup_ratio),
+            amp_dtype=amp_dtype, scaler=scaler, train=train, run_dir=run_dir, info=info, device=device,
+            reporter=reporter, should_stop=should_stop, stop_signal=stop_signal,
             extra={"train_counts": {"emotion": counts[0], "sentiment": counts[1]}, "data_dir": str(data.data_dir)},
         )  # fmt: skip
+        collate = Collator(kinds_for(start.model.config.modalities), start.preprocess, start.tokenizer)
+        train_loader = _loader(datasets["train"], collate, train, batch_sampler=sampler)
+        run.dev_loader = _loader(datasets["dev"], collate, train, batch_size=max(train.batch_size, 64))
+        seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
+        state = RunState()
+        if start.training is not None:
+            state = _restore(start.training, run.optimizer, run.scheduler, run.scaler, info)
+            _carry_best(resume if resume.is_dir() else resume.parent, run_dir)
         if settings_toml is not None and info.is_main:
             write_text_atomic(run_dir / "settings.toml", settings_toml)
         result = _fit(run, state, train_loader, sampler)
@@ -215,20 +150,41 @@ def run_training(
         dist.teardown(info)
 
 
-def _start(settings: ModelSettings, resume: Path | None, device: torch.device) -> dict[str, Any]:
+@dataclass
+class _Start:
+    """What a run starts from: a fresh model from the settings, or a last.pt's weights and training state."""
+
+    model: MeldModel
+    preprocess: PreprocessConfig
+    tokenizer: Any
+    tokenizer_files: dict[str, str] | None
+    training: dict[str, Any] | None = None  # optimiser, scheduler, RNG and loop state when resuming
+
+
+def _start(settings: ModelSettings, resume: Path | None, device: torch.device) -> _Start:
     """The model and what it needs: fresh from the settings, or from a last.pt's weights and state."""
     if resume is None:
         model = build_model(settings.to_model_config())
         tokenizer = load_tokenizer(settings.text_model) if model.text is not None else None
         files = tokenizer_to_files(tokenizer) if tokenizer is not None else None
-        return {"model": model.to(device), "preprocess": settings.to_preprocess(), "tokenizer": tokenizer,
-                "tokenizer_files": files, "training": None}  # fmt: skip
+        return _Start(model.to(device), settings.to_preprocess(), tokenizer, files)
     # A resumed run takes the architecture and preprocessing from its checkpoint, not from the settings.
     loaded = load_checkpoint(resume / "last.pt" if resume.is_dir() else resume, device)
     if loaded.training is None:
         raise MeldError(f"{resume} has no training state to resume from", hint="resume from a run's last.pt")
-    return {"model": loaded.model, "preprocess": loaded.preprocess, "tokenizer": loaded.tokenizer,
-            "tokenizer_files": loaded.tokenizer_files, "training": loaded.training}  # fmt: skip
+    return _Start(loaded.model, loaded.preprocess, loaded.tokenizer, loaded.tokenizer_files, loaded.training)
+
+
+def _datasets(start: _Start, plan: DataPlan, seed: int) -> tuple[dict[str, UtteranceDataset], list[str]]:
+    """The train and dev datasets (building the feature cache), and the audio statistics of a fresh model."""
+    rows = {split: read_manifest(plan.data_dir, split) for split in ("train", "dev")}
+    datasets, cached = build_datasets(rows, start.model, plan)
+    if len(datasets["train"]) < 2:
+        found = len(datasets["train"])
+        raise DataError(f"only {found} training utterances in {plan.data_dir}", hint="run meldctl prepare")
+    if start.training is None and start.model.audio is not None:
+        start.model.audio.set_normalisation(*audio_statistics(datasets["train"], seed))
+    return datasets, cached
 
 
 @torch.no_grad()
@@ -256,6 +212,20 @@ def audio_statistics(dataset: UtteranceDataset, seed: int) -> tuple[torch.Tensor
     mean = total / frames
     std = (squares / frames - mean**2).clamp(min=0).sqrt()
     return mean.float(), std.float()
+
+
+def _wrap(model: MeldModel, info: dist.DistInfo, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around `model` under torchrun; the model itself in one process."""
+    if not info.enabled:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _criterion(counts: tuple[list[int], list[int]], train: TrainSettings, device: torch.device) -> MultiTaskLoss:
+    """Both heads' losses, class-weighted from the training label counts when the settings ask for it."""
+    weights = (class_weights(c, train.class_weights) for c in counts)
+    return MultiTaskLoss(*(None if w is None else w.to(device) for w in weights), train.label_smoothing)
 
 
 def _loader(dataset: UtteranceDataset, collate: Collator, train: TrainSettings, **batching: Any) -> Any:
@@ -385,7 +355,7 @@ def _fit(run: _Run, state: RunState, train_loader: Any, sampler: EpochBatches) -
     """The loop: epochs of batches; a stop request or the checkpoint clock saves last.pt mid-epoch."""
     train, info, device = run.train, run.info, run.device
     if info.is_main:
-        run.board = _TensorBoard(Path(train.tensorboard_dir) if train.tensorboard_dir else run.run_dir / "tensorboard")
+        run.board = TensorBoard(Path(train.tensorboard_dir) if train.tensorboard_dir else run.run_dir / "tensorboard")
     stopped, epochs_run, last_save = "completed", 0, time.monotonic()
     if state.epoch > train.epochs:
         run.reporter.note(f"nothing to do: the run already trained {state.epoch - 1} of {train.epochs} epochs")
@@ -479,48 +449,6 @@ def _result(run: _Run, state: RunState, stopped: str, epochs_run: int) -> TrainR
     )
 
 
-class _TensorBoard:
-    """Per-epoch scalars and confusion matrices on rank 0; the folder is created with the first event."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.writer = folder, None
-
-    def _open(self) -> Any:
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.folder))
-        return self.writer
-
-    def epoch(self, record: dict[str, Any], dev: dict[str, Any], improved: bool) -> None:
-        try:
-            self._write(record, dev, improved)
-        except OSError as exc:  # TensorBoard's writer thread reports a full disk here
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise disk_full(self.folder, "the TensorBoard logs") from None
-
-    def _write(self, record: dict[str, Any], dev: dict[str, Any], improved: bool) -> None:
-        writer, step = self._open(), record["epoch"]
-        for key, value in record.items():
-            if key != "epoch":
-                group, _, name = key.partition("_")
-                writer.add_scalar(f"{group}/{name}", value, step)
-        if improved:  # the confusion matrices of the checkpoint that best.pt holds, at each new best
-            from meldctl.training.plots import confusion_figure
-
-            for head, labels in (("emotion", EMOTIONS), ("sentiment", SENTIMENTS)):
-                writer.add_figure(f"dev/confusion_{head}", confusion_figure(dev[head]["confusion"], labels, head), step)
-        writer.flush()
-
-    def close(self, hparams: dict[str, Any], final: dict[str, float]) -> None:
-        if self.writer is None:
-            return
-        if final:
-            self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in final.items()}, run_name=".")
-        self.writer.close()
-
-
 def _save_copy(path: Path, folder: Path | None) -> None:
     """Keep a copy in the checkpoint folder (SageMaker syncs it to S3 for spot resumption)."""
     if folder is None:
@@ -537,10 +465,6 @@ def _carry_best(resumed_from: Path, run_dir: Path) -> None:
     if source.is_file() and not target.exists() and source.resolve() != target.resolve():
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-
-
-def _on(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    return None if tensor is None else tensor.to(device)
 
 
 def _hparams(model: MeldModel, train: TrainSettings) -> dict[str, Any]:
