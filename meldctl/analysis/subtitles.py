@@ -12,8 +12,7 @@ from pathlib import Path
 
 from meldctl.analysis.segments import Segmentation, Utterance, format_time
 from meldctl.errors import AnalysisError, SubtitleError
-
-SUBTITLE_SUFFIXES = (".srt", ".vtt", ".ass", ".ssa")
+from meldctl.media.names import SUBTITLE_SUFFIXES
 
 _ASS_BLOCK = re.compile(r"\{[^}]*\}")  # {\i1}, {\pos(10,20)}: override tags (pysubs2 also turns <i> into them)
 _MARKUP = re.compile(r"<[^>]*>")  # <i>, <v Speaker>, <c.yellow>, <00:00:03.500>: HTML-like and WebVTT tags

@@ -160,12 +160,14 @@ def render_outputs(timeline: Timeline) -> dict[str, bytes]:
 
 
 def write_outputs(timeline: Timeline, out_dir: Path) -> dict[str, Path]:
-    """Render every output, then write each into `out_dir` atomically; the paths by name."""
+    """Render every output, then write each into `out_dir` atomically; the paths by name.
+
+    timeline.json goes last: where it exists, the other three do too (a folder analysis skips such videos).
+    """
     from meldctl.io import write_bytes_atomic
 
     rendered = render_outputs(timeline)
-    paths = {}
-    for name, data in rendered.items():
-        paths[name] = Path(out_dir) / name
-        write_bytes_atomic(paths[name], data)
+    paths = {name: Path(out_dir) / name for name in rendered}
+    for name in sorted(rendered, key=lambda name: name == "timeline.json"):
+        write_bytes_atomic(paths[name], rendered[name])
     return paths

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from meldctl.cli.analyze_folder import AnalyzeOptions, analyze_folder
 from meldctl.cli.common import console, print_json, resolve_checkpoint, resolve_settings
 
 
@@ -25,8 +26,28 @@ def default_out_dir(video: Path) -> Path:
     return video.parent / f"{video.stem}.meldctl"
 
 
+_REMOTE = "SageMaker Processing (--remote)"
+_Remote = Annotated[bool, typer.Option("--remote", help="Analyse the s3:// folder as a Processing job.",
+                                       rich_help_panel=_REMOTE)]  # fmt: skip
+_Image = Annotated[str | None, typer.Option(help="A meldctl image (default: AWS PyTorch).", rich_help_panel=_REMOTE)]
+_InstanceType = Annotated[str | None, typer.Option(help="Default ml.g5.xlarge.", rich_help_panel=_REMOTE)]
+_InstanceCount = Annotated[
+    int | None, typer.Option(min=1, help="Instances sharing the videos.", rich_help_panel=_REMOTE)
+]
+_Role = Annotated[str | None, typer.Option(help="IAM role ARN of the job.", rich_help_panel=_REMOTE)]
+_Bucket = Annotated[str | None, typer.Option(help="For code, manifests, checkpoint.", rich_help_panel=_REMOTE)]
+_Region = Annotated[str | None, typer.Option(help="AWS region.", rich_help_panel=_REMOTE)]
+_DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the request; send nothing.", rich_help_panel=_REMOTE)]
+_Wait = Annotated[bool, typer.Option(help="Follow the job to its end.", rich_help_panel=_REMOTE)]
+
+
 def analyze(
-    video: Annotated[Path, typer.Argument(help="The video (any container FFmpeg reads).")],
+    video: Annotated[
+        str,
+        typer.Argument(
+            help="The video (any container FFmpeg reads), a folder of videos, or with --remote an s3:// folder."
+        ),
+    ],
     subtitles: Annotated[
         Path | None, typer.Option(help="SRT, WebVTT or ASS file (default: one beside VIDEO with its name).")
     ] = None,
@@ -42,21 +63,56 @@ def analyze(
         typer.Option(help="faster-whisper model name (downloaded when online) or folder (default: bundled tiny.en)."),
     ] = None,
     ckpt: Annotated[
-        Path | None, typer.Option(help="Checkpoint (default: setting, else newest runs/*/best.pt).")
+        str | None,
+        typer.Option(
+            help="Checkpoint (default: setting, else newest runs/*/best.pt); with --remote also a training job's name "
+            "or an s3://.../model.tar.gz."
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: VIDEO_STEM.meldctl/ beside VIDEO).")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Output folder (default: VIDEO_STEM.meldctl/ beside VIDEO); with --remote s3://BUCKET/OUT/."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Utterances per forward pass.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print timeline.json on stdout.")] = False,
+    remote: _Remote = False,
+    image: _Image = None,
+    instance_type: _InstanceType = None,
+    instance_count: _InstanceCount = None,
+    role: _Role = None,
+    bucket: _Bucket = None,
+    region: _Region = None,
+    dry_run: _DryRun = False,
+    wait: _Wait = True,
 ) -> None:
     """Cut a whole video into utterances and classify each: an emotion timeline (timeline.json, .csv, .srt, .png).
 
     Example: meldctl analyze episode.mp4 --ckpt runs/best/best.pt (uses episode.srt when it is there).
+    A folder: every video in it, OUT/<video without extension>/timeline.*, skipping those done.
+    Many videos on SageMaker: meldctl analyze s3://BUCKET/EPISODES/ --remote --out s3://BUCKET/TIMELINES/
     """
+    if remote or dry_run:
+        from meldctl.cli.analyze_remote import analyze_remote
+
+        overrides = {"image": image, "instance_type": instance_type, "instance_count": instance_count, "role": role,
+                     "bucket": bucket, "region": region, "wait": None if wait else False}  # fmt: skip
+        analyze_remote(video, out, ckpt, resolve_settings(remote=overrides).remote, segment=segment.value,
+                       dry_run=dry_run, as_json=as_json)  # fmt: skip
+        return
     if subtitles is not None and segment in (Segment.asr, Segment.vad):
         raise typer.BadParameter(f"--subtitles cannot be used with --segment {segment.value}", param_hint="--subtitles")
+    options = AnalyzeOptions(subtitles, segment.value, asr_model, device, batch_size, as_json)
+    if Path(video).is_dir():
+        folder = Path(video)
+        analyze_folder(folder, Path(out) if out else default_out_dir(folder), Path(ckpt) if ckpt else None, options)
+        return
+    _analyze_file(Path(video), Path(out) if out else None, Path(ckpt) if ckpt else None, options)
+
+
+def _analyze_file(video: Path, out: Path | None, ckpt: Path | None, options: AnalyzeOptions) -> None:
     path, origin = resolve_checkpoint(ckpt)
-    settings = resolve_settings(train={"device": device})
+    settings = resolve_settings(train={"device": options.device})
     from meldctl.analysis.pipeline import analyze as analyze_video
     from meldctl.analysis.timeline import summary, to_json, write_outputs
     from meldctl.cli.analyze_progress import AnalyzeProgress
@@ -66,17 +122,17 @@ def analyze(
         timeline = analyze_video(
             video,
             lambda: Predictor.from_path(path, settings.train.device),
-            segment=segment.value,
-            subtitles=subtitles,
-            asr_model=asr_model,
-            batch_size=batch_size,
+            segment=options.segment,
+            subtitles=options.subtitles,
+            asr_model=options.asr_model,
+            batch_size=options.batch_size,
             progress=progress,
         )
     files = write_outputs(timeline, out or default_out_dir(video))
     console.print(f"[dim]checkpoint: {escape(str(path))} ({origin})[/]", soft_wrap=True)
     for warning in timeline.warnings:
         console.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
-    if as_json:
+    if options.as_json:
         print_json(to_json(timeline))
     else:
         console.print(_table(summary(timeline), timeline))

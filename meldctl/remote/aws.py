@@ -180,6 +180,12 @@ RESOURCES = {
         listing="check the job name with `meldctl logs list`",
         docs="docs/remote.md",
     ),
+    "processing job": Resource(
+        quota="'{instance_type} for processing job usage'",
+        alternatives="pick another --instance-type, or fewer --instance-count",
+        listing="check the job name with `aws sagemaker list-processing-jobs`",
+        docs="docs/analyze.md",
+    ),
     "endpoint": Resource(
         quota="'{instance_type} for endpoint usage'",
         alternatives="pick another --instance-type, or try --serverless",

@@ -1,4 +1,5 @@
-"""The checks every SageMaker command makes before it creates anything: one set, for training and endpoints.
+"""The checks every SageMaker command makes before it creates anything: one set, for training jobs, endpoints
+and Processing jobs.
 
 Offline (`check_request`, also in a dry run): the role is an IAM role ARN (12-digit account, a valid name),
 the instance type is one SageMaker offers for the purpose, and an ECR image lives in the region the job or
@@ -53,9 +54,16 @@ def check_image(image: str, region: str) -> None:
 
 
 def check_request(
-    *, role: str | None, image: str | None, region: str, instance_type: str | None, hosting: bool = False
+    *,
+    role: str | None,
+    image: str | None,
+    region: str,
+    instance_type: str | None,
+    hosting: bool = False,
+    processing: bool = False,
 ) -> None:
-    """The offline checks of a training job or an endpoint: role (when given), image region, instance type.
+    """The offline checks of a training job, an endpoint or a Processing job: role (when given), image region,
+    instance type.
 
     Args:
         role: The role ARN; None is left to the caller (a dry run shows the plan without one).
@@ -63,6 +71,7 @@ def check_request(
         region: Where the job or endpoint runs.
         instance_type: The instance type (None: serverless, no instances).
         hosting: An endpoint's instance type rather than a training one.
+        processing: A Processing job's instance type rather than a training one.
 
     Raises:
         ConfigError: the first value that is wrong.
@@ -72,4 +81,4 @@ def check_request(
     if image:
         check_image(image, region)
     if instance_type is not None:
-        check_instance_type(instance_type, hosting=hosting)
+        check_instance_type(instance_type, hosting=hosting, processing=processing)

