@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from meldctl.errors import MediaError, MeldError, NoStreamError
+from meldctl.errors import MeldError, NoStreamError
 from meldctl.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from meldctl.training import distributed
+
+if TYPE_CHECKING:
+    from meldctl.data.kinds import FeatureKind
 
 
 @dataclass
@@ -93,8 +96,9 @@ class Predictor:
         self.checkpoint = loaded.path
         self.model = loaded.model.eval()
         self.modalities = loaded.model.config.modalities
+        self.kinds = kinds_for(self.modalities)
         self.preprocess = loaded.preprocess
-        self._collate = Collator(kinds_for(self.modalities), self.preprocess, loaded.tokenizer)
+        self._collate = Collator(self.kinds, self.preprocess, loaded.tokenizer)
 
     @classmethod
     def from_path(cls, checkpoint: Path, device: str = "auto") -> Predictor:
@@ -103,7 +107,13 @@ class Predictor:
 
     @property
     def needs_clip(self) -> bool:
-        return bool({"audio", "video"} & set(self.modalities))
+        """Whether the checkpoint reads a modality that only a clip has (video, audio)."""
+        return any(kind.media for kind in self.kinds)
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether the checkpoint reads the utterance text."""
+        return not all(kind.media for kind in self.kinds)
 
     def describe(self) -> dict[str, Any]:
         """What a health check reports: the checkpoint, its modalities and labels, the device, the version."""
@@ -133,30 +143,20 @@ class Predictor:
             MeldError: a missing or unreadable clip, no clip for a checkpoint that needs one, empty text for a
                 text checkpoint, or (with `strict`) a clip without a stream the checkpoint uses.
         """
-        from meldctl.media.audio import read_clip_audio
-        from meldctl.media.video import read_video
-
         start = time.perf_counter()
         shown = name if name is not None else _name(clip)
         if self.needs_clip and clip is None:
             raise MeldError(f"this checkpoint uses {','.join(self.modalities)}: give a clip to predict on")
-        if "text" in self.modalities and (not text or not text.strip()):
-            raise MeldError("empty text: this checkpoint reads the utterance text", hint='pass --text "..."')
         sample, missing = {}, []
-        for modality, read in (
-            ("video", lambda: {"video": read_video(clip, self.preprocess)}),
-            ("audio", lambda: self._audio(read_clip_audio(clip, self.preprocess.sample_rate,
-                                                           max_seconds=self.preprocess.audio_seconds))),
-        ):  # fmt: skip
-            if modality in self.modalities:
-                try:
-                    sample.update(read())
-                except NoStreamError as exc:
-                    # Say it with the clip's name as the caller knows it (a server's temporary path is nobody's).
-                    why = exc.message.replace(str(clip), shown) if clip is not None else exc.message
-                    if strict:
-                        raise MeldError(f"{why} (--strict: every modality of the checkpoint is required)") from None
-                    missing.append((modality, why))
+        for kind in sorted(self.kinds, key=lambda kind: kind.read_order):
+            try:
+                sample.update(kind.from_clip(clip, text, self.preprocess))
+            except NoStreamError as exc:
+                # Say it with the clip's name as the caller knows it (a server's temporary path is nobody's).
+                why = exc.message.replace(str(clip), shown) if clip is not None else exc.message
+                if strict:
+                    raise MeldError(f"{why} (--strict: every modality of the checkpoint is required)") from None
+                missing.append((kind, why))
         prepared = self._prepared(text, sample, missing, shown)
         prepared.seconds = time.perf_counter() - start
         return prepared
@@ -177,54 +177,30 @@ class Predictor:
             waveform: float32 mono `[samples]` at `preprocess.sample_rate`, the utterance's span, or None.
             name: What the answer calls this utterance.
         """
-        from meldctl.media.video import clip_tensor
-
         start = time.perf_counter()
         sample, missing = {}, []
-        if "video" in self.modalities:
-            if frames:
-                sample["video"] = clip_tensor(frames, self.preprocess)  # [3, T, H, W]
-            else:
-                missing.append(("video", "no video frames"))
-        if "audio" in self.modalities:
+        for kind in sorted(self.kinds, key=lambda kind: kind.read_order):
             try:
-                if waveform is None:
-                    raise NoStreamError("no audio")
-                sample.update(self._audio(waveform))
-            except MediaError as exc:
-                missing.append(("audio", exc.message))
-        if "text" in self.modalities and (not text or not text.strip()):
-            missing.append(("text", "no text"))
-            text = None
+                sample.update(kind.from_media(text, frames, waveform, self.preprocess))
+            except NoStreamError as exc:
+                missing.append((kind, exc.message))
+        if any(not kind.media for kind, _ in missing):
+            text = None  # unusable (empty), so reported as none
         prepared = self._prepared(text, sample, missing, name)
         prepared.seconds = time.perf_counter() - start
         return prepared
 
-    def _audio(self, waveform: torch.Tensor) -> dict[str, Any]:
-        from meldctl.media.features import log_mel_features
-
-        try:
-            mel = log_mel_features(waveform, self.preprocess)  # [1, n_mels, frames]
-        except MediaError as exc:  # too short to analyse: as good as no audio
-            raise NoStreamError(exc.message) from None
-        return {"audio": mel, "audio_length": mel.shape[-1]}
-
     def _prepared(
-        self, text: str | None, sample: dict[str, Any], missing: list[tuple[str, str]], name: str | None
+        self, text: str | None, sample: dict[str, Any], missing: list[tuple[FeatureKind, str]], name: str | None
     ) -> PreparedInput:
-        from meldctl.model.text import token_count
-
-        warnings = [f"answered without {modality}: {why}" for modality, why in missing]
-        absent = {modality for modality, _ in missing}
+        warnings = [f"answered without {kind.modality}: {why}" for kind, why in missing]
+        absent = {kind.modality for kind, _ in missing}
         if absent >= set(self.modalities):
             raise MeldError(f"nothing to predict from: {'; '.join(why for _, why in missing)}")
-        if "text" in self.modalities and "text" not in absent:
-            sample["text"] = text
-            count, limit = token_count(self.loaded.tokenizer, text), self.preprocess.max_tokens
-            if count > limit:
-                warnings.append(f"text truncated to the model's {limit} tokens (it has {count})")
-        for modality in self.modalities:
-            sample[f"{modality}_present"] = modality not in absent
+        for kind in self.kinds:
+            if kind.modality not in absent:
+                warnings += kind.warnings(sample, self._collate.ctx)
+            sample[f"{kind.modality}_present"] = kind.modality not in absent
         return PreparedInput(
             name=name, text=text, sample=sample, missing=[m for m in self.modalities if m in absent], warnings=warnings
         )

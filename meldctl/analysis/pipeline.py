@@ -21,6 +21,7 @@ from meldctl.errors import AnalysisError, MeldError
 from meldctl.media.stream import UtteranceMedia, VideoInfo, probe_video, stream_utterances
 
 if TYPE_CHECKING:
+    from meldctl.data.kinds import FeatureKind
     from meldctl.inference import Prediction, Predictor, PreparedInput
 
 METHODS = ("auto", "subtitles", "asr", "vad")
@@ -115,13 +116,13 @@ def analyze(
         cues.seconds = time.perf_counter() - started
     if not isinstance(predictor, Predictor):
         predictor = predictor()
-    reads_text = "text" in predictor.modalities
+    reads_text = predictor.reads_text
     method = choose_method(segment, subtitles=subtitles, has_audio=info.has_audio, reads_text=reads_text, video=video)
     device = "cuda" if predictor.device.type == "cuda" else "cpu"
     segmentation = cues or segment_video(
         info, method, asr_model=asr_model, device=device, threads=torch.get_num_threads(), progress=progress
     )
-    warnings = list(segmentation.warnings) + _stream_warnings(info, predictor.modalities)
+    warnings = list(segmentation.warnings) + _stream_warnings(info, predictor.kinds)
     classify_start = time.perf_counter()
     predictions = classify(predictor, info, segmentation.utterances, batch_size=batch_size, progress=progress)
     now = time.perf_counter()
@@ -141,13 +142,12 @@ def analyze(
     )
 
 
-def _stream_warnings(info: VideoInfo, modalities: tuple[str, ...]) -> list[str]:
-    out = []
-    if "audio" in modalities and not info.has_audio:
-        out.append(f"{info.path} has no audio stream: every utterance is classified without audio")
-    if "video" in modalities and not info.has_video:
-        out.append(f"{info.path} has no video stream: every utterance is classified without video")
-    return out
+def _stream_warnings(info: VideoInfo, kinds: list[FeatureKind]) -> list[str]:
+    return [
+        f"{info.path} has no {kind.modality} stream: every utterance is classified without {kind.modality}"
+        for kind in kinds
+        if kind.absent_from(info)
+    ]
 
 
 def classify(
@@ -161,20 +161,22 @@ def classify(
     """One prediction per utterance, in order, from one streaming pass over the video.
 
     Raises:
-        MeldError: the media cannot be decoded, or the checkpoint cannot do without a modality a span lacks.
+        MeldError: the media cannot be decoded, or a span lacks every modality of the checkpoint.
     """
-    uses = set(predictor.modalities)
+    from meldctl.data.kinds import KINDS
+
     spans = [(u.start, u.end) for u in utterances]
+    # Decode each stream (keyword `video`, `audio`) only when the checkpoint reads it.
+    streams = {kind.stream: kind.modality in predictor.modalities for kind in KINDS.values() if kind.media}
     media = stream_utterances(
         info,
         spans,
         predictor.preprocess,
-        video="video" in uses,
-        audio="audio" in uses,
+        **streams,
         # The model reads only the first audio_seconds of an utterance (log-Mel crops there): no more is kept.
         max_audio_s=predictor.preprocess.audio_seconds,
     )
-    prepared = (_prepare(predictor, utterances[item.index], item, info) for item in media)
+    prepared = (_prepare(predictor, utterances[item.index], item) for item in media)
     predictions: list[Prediction] = []
     batch: list[PreparedInput] = []
     if progress is not None:
@@ -192,32 +194,17 @@ def classify(
     return predictions
 
 
-def _prepare(predictor: Predictor, utterance: Utterance, media: UtteranceMedia, info: VideoInfo) -> PreparedInput:
-    """`Predictor.prepare_media` for one utterance, refusing a missing modality the checkpoint cannot do without."""
+def _prepare(predictor: Predictor, utterance: Utterance, media: UtteranceMedia) -> PreparedInput:
+    """`Predictor.prepare_media` for one utterance; a span that lacks every modality is refused with its place.
+
+    A span that lacks some modalities is answered without them (the Predictor lists them in `missing`).
+    """
     where = f"{format_time(utterance.start, decimals=1)}-{format_time(utterance.end, decimals=1)}"
     try:
-        prepared = predictor.prepare_media(utterance.text, frames=media.frames, waveform=media.waveform, name=where)
+        return predictor.prepare_media(utterance.text, frames=media.frames, waveform=media.waveform, name=where)
     except MeldError as exc:
         hint = "use --segment asr or --subtitles FILE: this checkpoint reads text" if utterance.text is None else None
         raise AnalysisError(f"utterance at {where}: {exc.message}", hint=hint or exc.hint) from None
-    lacking = {
-        "video": (media.frames is None, f"{info.path} has no video stream"),
-        "audio": (
-            media.waveform is None,
-            f"{info.path} has no audio stream" if not info.has_audio else f"the audio track ends before {where}",
-        ),
-        "text": (utterance.text is None, f"the utterance at {where} has no text (voice activity finds none)"),
-    }
-    for modality in predictor.modalities:
-        missing, why = lacking[modality]
-        # A Predictor that can answer without a modality lists it in `missing`; one that cannot would fail in
-        # the forward with a traceback, so say what is missing instead.
-        if missing and modality not in prepared.missing:
-            raise AnalysisError(
-                f"{why}, and this checkpoint cannot predict without {modality}",
-                hint=f"use a checkpoint trained without {modality} (--modalities), or a video that has it",
-            )
-    return prepared
 
 
 def _background(items: Iterator[T], *, depth: int) -> Iterator[T]:

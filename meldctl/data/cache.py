@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -100,17 +99,6 @@ class CachedSplit:
         return where, ok
 
 
-def _identity(row: ManifestRow, kind: FeatureKind, data_dir: Path) -> str:
-    if kind.modality == "text":
-        return f"{row.key}|{hashlib.sha1(row.text.encode(), usedforsecurity=False).hexdigest()[:12]}"
-    rel = row.clip if kind.modality == "video" else row.audio
-    try:
-        stat = (data_dir / rel).stat()
-        return f"{row.key}|{rel}|{stat.st_size}|{stat.st_mtime_ns}"
-    except OSError:
-        return f"{row.key}|{rel}|missing"
-
-
 class SplitCache:
     """The files of one cached array for one split."""
 
@@ -120,7 +108,7 @@ class SplitCache:
         self.kind, self.spec, self.split = kind, spec, split
         self.rows = [r for r in rows if kind.covers(r)]
         self.folder = Path(data_dir) / "cache" / f"{spec.name}-{spec.key}"
-        self.identities = [_identity(r, kind, Path(data_dir)) for r in self.rows]
+        self.identities = [kind.identity(r, Path(data_dir)) for r in self.rows]
         self.final = self.folder / f"{split}.npy"
         self.index = self.folder / f"{split}.json"
         self.partial = self.folder / f"{split}.partial.npy"

@@ -66,7 +66,7 @@ class UtteranceDataset(Dataset):
     @property
     def raw(self) -> list[str]:
         """Modalities decoded on the fly (DataLoader workers pay off only for these)."""
-        return [k.modality for k in self.kinds if k.modality not in self.cached and k.modality != "text"]
+        return [k.modality for k in self.kinds if k.modality not in self.cached and k.media]
 
     def available(self, modality: str) -> np.ndarray:
         """`[N]` bool: rows that have `modality` as far as is known before decoding (coverage, cache validity)."""
@@ -102,9 +102,7 @@ class UtteranceDataset(Dataset):
         kept = order[ok[order]]
         values = np.asarray(cache.array[where[kept]])
         for slot, k in enumerate(kept):
-            samples[k][kind.cache_name] = torch.from_numpy(values[slot].astype(np.float32))
-            if kind.modality == "audio":
-                samples[k]["audio_length"] = int(cache.lengths[where[k]])
+            samples[k].update(kind.cached_sample(values[slot], int(cache.lengths[where[k]])))
         for k, sample in enumerate(samples):
             sample[f"{kind.modality}_present"] = bool(ok[k])
 

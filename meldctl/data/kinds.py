@@ -3,12 +3,16 @@
 A `FeatureKind` says, for its modality:
 - which manifest rows can have it (`covers`): every row with text; rows whose clip (video) or WAV (audio)
   prepare found usable;
-- how one row is decoded (`decode`, the functions of `meldctl.media`, shared with predict);
+- how one row is decoded (`decode`, the functions of `meldctl.media`, shared with predict), and how predict
+  reads it from a user's clip and text (`from_clip`) or from media decoded elsewhere (`from_media`, a span of
+  a long video), raising `NoStreamError` when the input lacks it (the model then uses its stand-in);
 - what the feature cache stores for it (`spec`, `encode`): the frozen text encoder's or R3D-18's pooled
   output, or the log-Mel spectrogram (fixed preprocessing, cacheable although the audio CNN trains);
 - how samples become a batch (`collate`): stacked or padded values, plus `{modality}_present` `[B]`, False
   where a row lacks the modality (the model then uses its learned stand-in).
-The dataset, the cache, eval and predict all go through these, never through their own branches on names.
+- which media stream it comes from (`stream`: None for text) and whether a probed file lacks it (`absent_from`).
+The dataset, the cache, eval, predict, serve and analyze all go through these, never through their own branches
+on names.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from meldctl.data.manifest import ManifestRow
+from meldctl.errors import MediaError, MeldError, NoStreamError
 from meldctl.model.config import PreprocessConfig
 from meldctl.model.fusion import MeldModel
+
+if TYPE_CHECKING:
+    from meldctl.media.stream import VideoInfo
 
 CACHE_VERSION = 2  # 2: Kinetics geometry (resize + centre crop), utterance-length log-Mel, tokenizer in the key
 
@@ -56,10 +64,26 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 class FeatureKind:
-    """The interface; one subclass per modality."""
+    """The interface; one subclass per modality.
+
+    Attributes:
+        modality: The modality's name, as in `ModelConfig.modalities`.
+        cache_name: The batch key of cached values.
+        stream: The media stream the modality is decoded from ("video", "audio"), as `stream_utterances`
+            names it; None for one read from the utterance text.
+        read_order: The order in which predict reads a clip's modalities: the text first (a cheap check), then
+            the video, so that an unreadable clip is reported as a video clip.
+    """
 
     modality: str
-    cache_name: str  # the batch key of cached values
+    cache_name: str
+    stream: str | None = None
+    read_order: int = 0
+
+    @property
+    def media(self) -> bool:
+        """Whether the modality is decoded from media (a clip, a WAV) rather than read from the text."""
+        return self.stream is not None
 
     def covers(self, row: ManifestRow) -> bool:
         """Whether the row can have this modality at all (before any decoding)."""
@@ -70,13 +94,71 @@ class FeatureKind:
         raise NotImplementedError
 
     def spec(self, model: MeldModel, preprocess: PreprocessConfig, tokenizer_key: str | None) -> CacheSpec:
+        """The cached array for this modality: its name, the hash of everything that produces its values, and
+        one row's shape and dtype. A different encoder, weights file or preprocessing gives a different key."""
         raise NotImplementedError
+
+    def source(self, row: ManifestRow) -> str:
+        """The file (relative to the data folder) that the row's value is decoded from."""
+        raise NotImplementedError
+
+    def identity(self, row: ManifestRow, data_dir: Path) -> str:
+        """What a cached value of this row depends on besides the spec: the row and its file's size and time,
+        so that a replaced clip is encoded again."""
+        rel = self.source(row)
+        try:
+            stat = (data_dir / rel).stat()
+            return f"{row.key}|{rel}|{stat.st_size}|{stat.st_mtime_ns}"
+        except OSError:
+            return f"{row.key}|{rel}|missing"
 
     def decode(self, row: ManifestRow, data_dir: Path, preprocess: PreprocessConfig) -> dict[str, Any]:
         """The row's raw input (a tensor, or the text), keyed like a sample. Raises MediaError."""
         raise NotImplementedError
 
+    def cached_sample(self, value: np.ndarray, length: int) -> dict[str, Any]:
+        """A sample's entries for one cached value (`length`: the valid frames stored beside it, or 0)."""
+        return {self.cache_name: torch.from_numpy(value.astype(np.float32))}
+
+    def from_clip(self, clip: Path | None, text: str | None, preprocess: PreprocessConfig) -> dict[str, Any]:
+        """Predict's input for one utterance given as a clip file (any container FFmpeg reads) and its text.
+
+        Raises:
+            NoStreamError: the clip lacks this modality's stream (answered without it, or refused with --strict).
+            MeldError: the input cannot be used at all (an unreadable clip, empty text).
+        """
+        raise NotImplementedError
+
+    def from_media(
+        self,
+        text: str | None,
+        frames: list[np.ndarray] | None,
+        waveform: torch.Tensor | None,
+        preprocess: PreprocessConfig,
+    ) -> dict[str, Any]:
+        """Predict's input for one utterance whose media was decoded elsewhere (a span of a long video).
+
+        Args:
+            text: The utterance text, or None.
+            frames: `num_frames` RGB frames as `FrameConverter(preprocess)` returns them, or None.
+            waveform: float32 mono `[samples]` at `preprocess.sample_rate`, or None.
+            preprocess: The checkpoint's preprocessing.
+
+        Raises:
+            NoStreamError: the utterance lacks this modality (the message says why).
+        """
+        raise NotImplementedError
+
+    def warnings(self, sample: dict[str, Any], ctx: CollateContext) -> list[str]:
+        """What the user should know about a prepared sample's value of this modality (e.g. truncated text)."""
+        return []
+
+    def absent_from(self, info: VideoInfo) -> bool:
+        """Whether a probed file lacks this modality's stream altogether (text is never in a file)."""
+        return False
+
     def collate(self, samples: list[dict[str, Any]], ctx: CollateContext) -> dict[str, torch.Tensor]:
+        """The batch entries of this modality: raw or cached values `[B, ...]` and `{modality}_present` `[B]`."""
         raise NotImplementedError
 
     def encode(self, rows: list[ManifestRow], numbers: list[int], ctx: Any) -> Iterator[Encoded]:
@@ -84,6 +166,7 @@ class FeatureKind:
         raise NotImplementedError
 
     def present(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """`{modality}_present` `[B]` (bool) from the samples' flags (a sample without a flag lacks it)."""
         return {f"{self.modality}_present": torch.tensor([bool(s.get(f"{self.modality}_present")) for s in samples])}
 
 
@@ -104,6 +187,9 @@ class TextKind(FeatureKind):
     def cacheable(self, model: MeldModel) -> bool:
         return model.text is not None and model.text.frozen
 
+    def identity(self, row: ManifestRow, data_dir: Path) -> str:
+        return f"{row.key}|{hashlib.sha1(row.text.encode(), usedforsecurity=False).hexdigest()[:12]}"
+
     def spec(self, model: MeldModel, preprocess: PreprocessConfig, tokenizer_key: str | None) -> CacheSpec:
         shape = model.text.feature_shape
         key = digest(
@@ -121,6 +207,28 @@ class TextKind(FeatureKind):
 
     def decode(self, row: ManifestRow, data_dir: Path, preprocess: PreprocessConfig) -> dict[str, Any]:
         return {"text": row.text}
+
+    def from_clip(self, clip: Path | None, text: str | None, preprocess: PreprocessConfig) -> dict[str, Any]:
+        if not text or not text.strip():
+            raise MeldError("empty text: this checkpoint reads the utterance text", hint='pass --text "..."')
+        return {"text": text}
+
+    def from_media(
+        self,
+        text: str | None,
+        frames: list[np.ndarray] | None,
+        waveform: torch.Tensor | None,
+        preprocess: PreprocessConfig,
+    ) -> dict[str, Any]:
+        if not text or not text.strip():
+            raise NoStreamError("no text")
+        return {"text": text}
+
+    def warnings(self, sample: dict[str, Any], ctx: CollateContext) -> list[str]:
+        from meldctl.model.text import token_count
+
+        count, limit = token_count(ctx.tokenizer, sample["text"]), ctx.preprocess.max_tokens
+        return [f"text truncated to the model's {limit} tokens (it has {count})"] if count > limit else []
 
     def collate(self, samples: list[dict[str, Any]], ctx: CollateContext) -> dict[str, torch.Tensor]:
         if any(self.cache_name in s for s in samples):
@@ -149,10 +257,13 @@ class TextKind(FeatureKind):
 
 
 class VideoKind(FeatureKind):
-    modality, cache_name = "video", "video_features"
+    modality, cache_name, stream, read_order = "video", "video_features", "video", 1
 
     def covers(self, row: ManifestRow) -> bool:
         return row.status == "ok" and bool(row.clip)
+
+    def source(self, row: ManifestRow) -> str:
+        return row.clip
 
     def cacheable(self, model: MeldModel) -> bool:
         return model.video is not None and model.video.frozen
@@ -166,6 +277,27 @@ class VideoKind(FeatureKind):
         from meldctl.media.video import read_video
 
         return {"video": read_video(data_dir / row.clip, preprocess, threads=1)}  # [C, T, H, W]
+
+    def from_clip(self, clip: Path | None, text: str | None, preprocess: PreprocessConfig) -> dict[str, Any]:
+        from meldctl.media.video import read_video
+
+        return {"video": read_video(clip, preprocess)}  # [C, T, H, W]
+
+    def from_media(
+        self,
+        text: str | None,
+        frames: list[np.ndarray] | None,
+        waveform: torch.Tensor | None,
+        preprocess: PreprocessConfig,
+    ) -> dict[str, Any]:
+        from meldctl.media.video import clip_tensor
+
+        if not frames:
+            raise NoStreamError("no video frames")
+        return {"video": clip_tensor(frames, preprocess)}  # [C, T, H, W]
+
+    def absent_from(self, info: VideoInfo) -> bool:
+        return not info.has_video
 
     def collate(self, samples: list[dict[str, Any]], ctx: CollateContext) -> dict[str, torch.Tensor]:
         return {**stack_present(samples, self.cache_name), **stack_present(samples, "video"), **self.present(samples)}
@@ -187,10 +319,13 @@ class VideoKind(FeatureKind):
 
 
 class AudioKind(FeatureKind):
-    modality, cache_name = "audio", "audio"
+    modality, cache_name, stream, read_order = "audio", "audio", "audio", 2
 
     def covers(self, row: ManifestRow) -> bool:
         return row.status == "ok" and bool(row.audio)
+
+    def source(self, row: ManifestRow) -> str:
+        return row.audio
 
     def cacheable(self, model: MeldModel) -> bool:
         return model.audio is not None
@@ -208,6 +343,29 @@ class AudioKind(FeatureKind):
         waveform = read_wav(data_dir / row.audio, preprocess.sample_rate, max_seconds=preprocess.audio_seconds)
         mel = log_mel_features(waveform, preprocess)  # [1, n_mels, frames]
         return {"audio": mel, "audio_length": mel.shape[-1]}
+
+    def cached_sample(self, value: np.ndarray, length: int) -> dict[str, Any]:
+        return {**super().cached_sample(value, length), "audio_length": length}
+
+    def from_clip(self, clip: Path | None, text: str | None, preprocess: PreprocessConfig) -> dict[str, Any]:
+        from meldctl.media.audio import read_clip_audio
+
+        waveform = read_clip_audio(clip, preprocess.sample_rate, max_seconds=preprocess.audio_seconds)
+        return _spectrogram(waveform, preprocess)
+
+    def from_media(
+        self,
+        text: str | None,
+        frames: list[np.ndarray] | None,
+        waveform: torch.Tensor | None,
+        preprocess: PreprocessConfig,
+    ) -> dict[str, Any]:
+        if waveform is None:
+            raise NoStreamError("no audio")
+        return _spectrogram(waveform, preprocess)
+
+    def absent_from(self, info: VideoInfo) -> bool:
+        return not info.has_audio
 
     def collate(self, samples: list[dict[str, Any]], ctx: CollateContext) -> dict[str, torch.Tensor]:
         from meldctl.media.features import pad_frames
@@ -227,6 +385,17 @@ class AudioKind(FeatureKind):
             mels = [pad_frames(d["audio"], frames) if ok else blank for d, ok in zip(decoded, valid, strict=True)]
             lengths = [int(d["audio_length"]) if ok else 0 for d, ok in zip(decoded, valid, strict=True)]
             yield batch_numbers, torch.stack(mels).numpy().astype(np.float16), valid, lengths  # [B, 1, n_mels, frames]
+
+
+def _spectrogram(waveform: torch.Tensor, preprocess: PreprocessConfig) -> dict[str, Any]:
+    """Predict's audio input from a waveform; audio too short to analyse counts as no audio."""
+    from meldctl.media.features import log_mel_features
+
+    try:
+        mel = log_mel_features(waveform, preprocess)  # [1, n_mels, frames]
+    except MediaError as exc:
+        raise NoStreamError(exc.message) from None
+    return {"audio": mel, "audio_length": mel.shape[-1]}
 
 
 AUDIO_PAD_MULTIPLE = 64
@@ -258,8 +427,6 @@ class _DecodeRows(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, k: int) -> tuple[int, dict[str, Any], bool]:
-        from meldctl.errors import MediaError
-
         try:
             return k, self.kind.decode(self.rows[k], self.data_dir, self.preprocess), True
         except MediaError:

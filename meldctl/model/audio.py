@@ -66,6 +66,8 @@ class AudioEncoder(nn.Module):
     """
 
     feature_dim = 128
+    inputs = ("audio",)
+    """The batch keys that carry audio: log-Mel `audio` (with `audio_length`, valid frames per row)."""
 
     def __init__(self, projection_dim: int, n_mels: int = 64) -> None:
         super().__init__()
@@ -80,6 +82,14 @@ class AudioEncoder(nn.Module):
         """Use these per-band statistics `[n_mels]` (measured on the training split) to normalise inputs."""
         self.mel_mean.copy_(mean)
         self.mel_std.copy_(std.clamp(min=1e-3))
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The projection `[B, P]` of a batch's `audio`; without `audio_length` every frame counts as valid."""
+        mel = batch["audio"]  # [B, 1, n_mels, frames]
+        lengths = batch.get("audio_length")
+        if lengths is None:
+            lengths = torch.full((mel.shape[0],), mel.shape[-1], device=mel.device)
+        return self(mel, lengths)
 
     def forward(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = time_mask(lengths, mel.shape[-1])  # [B, 1, 1, T]

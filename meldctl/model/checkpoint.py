@@ -25,7 +25,7 @@ from meldctl import __version__
 from meldctl.errors import CheckpointError
 from meldctl.io import atomic_path
 from meldctl.model.config import ModelConfig, PreprocessConfig
-from meldctl.model.fusion import MeldModel, build_model
+from meldctl.model.fusion import MeldModel, build_model, uses_tokenizer
 
 FORMAT = "meldctl-checkpoint"
 FORMAT_VERSION = 2  # 2: Kinetics video geometry, masked audio with stored statistics, modality stand-ins
@@ -237,9 +237,10 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> LoadedChe
     """
     payload = read_checkpoint(path)
     config: ModelConfig = payload["model_config"]
-    if "text" in config.modalities and not isinstance(config.text_config, dict):
+    reads_text = uses_tokenizer(config)
+    if reads_text and not isinstance(config.text_config, dict):
         raise CheckpointError(f"{path}: this text model's checkpoint has no text encoder config")
-    tokenizer = _tokenizer(path, payload.get("tokenizer")) if "text" in config.modalities else None
+    tokenizer = _tokenizer(path, payload.get("tokenizer")) if reads_text else None
     try:
         # On the meta device first: the architecture's shapes, with nothing allocated, so a config that asks
         # for absurd sizes is refused here, and the real build below is no larger than the file's weights.

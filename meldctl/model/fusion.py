@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -23,16 +26,24 @@ class MeldModel(nn.Module):
     from any subset of its modalities. Returns logits `{"emotion": [B, 7], "sentiment": [B, 3]}`.
     """
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        text: TextEncoder | None,
-        video: VideoEncoder | None,
-        audio: AudioEncoder | None,
-    ) -> None:
+    text: TextEncoder | None
+    video: VideoEncoder | None
+    audio: AudioEncoder | None
+
+    def __init__(self, config: ModelConfig, encoders: Mapping[str, nn.Module]) -> None:
+        """Assemble the model.
+
+        Args:
+            config: The architecture.
+            encoders: One encoder per modality of `config` (see `ENCODERS` for what each provides).
+        """
         super().__init__()
         self.config = config
-        self.text, self.video, self.audio = text, video, audio
+        # Each encoder is the attribute named after its modality (None when the model lacks it): the
+        # checkpoints' weight names (`text.encoder...`, `audio.blocks...`) and the parameter order (which the
+        # optimiser state of a `last.pt` follows) stay those of the first format-2 checkpoints.
+        for modality in ENCODERS:
+            setattr(self, modality, encoders.get(modality))
         # What a missing modality contributes: learned, so that "absent" is a state the fusion layer knows.
         self.stand_ins = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(config.projection_dim)) for m in config.modalities}
@@ -47,14 +58,10 @@ class MeldModel(nn.Module):
         self.emotion_head = nn.Linear(config.fusion_dim, len(config.emotions))
         self.sentiment_head = nn.Linear(config.fusion_dim, len(config.sentiments))
 
-    def train(self, mode: bool = True) -> MeldModel:
-        super().train(mode)
-        # Frozen backbones stay in eval mode: their BatchNorm statistics and dropout must not drift.
-        if self.text is not None and self.text.frozen:
-            self.text.encoder.eval()
-        if self.video is not None and self.video.frozen:
-            self.video.backbone.eval()
-        return self
+    @property
+    def encoders(self) -> dict[str, nn.Module]:
+        """The encoder of each of the model's modalities, in the config's order."""
+        return {modality: getattr(self, modality) for modality in self.config.modalities}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         size = batch_size(batch)
@@ -65,7 +72,9 @@ class MeldModel(nn.Module):
         for modality, rows in present.items():
             stand_in = self.stand_ins[modality].expand(size, -1)  # [B, P]
             if rows.any():
-                parts.append(torch.where(rows[:, None], self._encode(modality, batch), stand_in))
+                # Absent rows are encoded too (from blanks) and then replaced: one shape per batch.
+                encoded = getattr(self, modality).encode(batch)  # [B, P]
+                parts.append(torch.where(rows[:, None], encoded, stand_in))
             else:
                 parts.append(stand_in)
         fused = self.fusion(torch.cat(parts, dim=1))  # [B, fusion_dim]
@@ -73,7 +82,7 @@ class MeldModel(nn.Module):
 
     def _present(self, batch: dict[str, torch.Tensor], modality: str, size: int) -> torch.Tensor:
         """Rows that have `modality` `[B]` (bool): the batch's mask, all rows, or none without inputs."""
-        has_inputs = any(key in batch for key in MODALITY_INPUTS[modality])
+        has_inputs = any(key in batch for key in getattr(self, modality).inputs)
         rows = batch.get(f"{modality}_present")
         device = self.emotion_head.weight.device
         if not has_inputs:
@@ -88,42 +97,67 @@ class MeldModel(nn.Module):
         kept = torch.where(kept.any(dim=1, keepdim=True), kept, stacked)  # a row never loses everything
         return {m: kept[:, i] for i, m in enumerate(present)}
 
-    def _encode(self, modality: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The modality's projection for every row `[B, P]` (absent rows' values are replaced afterwards)."""
-        if modality == "text":
-            feats = batch.get("text_features")
-            if feats is None:
-                feats = self.text.features(batch["input_ids"], batch["attention_mask"])
-            return self.text.project(feats)
-        if modality == "video":
-            feats = batch.get("video_features")
-            if feats is None:
-                feats = self.video.features(batch["video"])
-            return self.video.project(feats)
-        mel = batch["audio"]
-        lengths = batch.get("audio_length")
-        if lengths is None:
-            lengths = torch.full((mel.shape[0],), mel.shape[-1], device=mel.device)
-        return self.audio(mel, lengths)
-
-
-MODALITY_INPUTS: dict[str, tuple[str, ...]] = {
-    "text": ("input_ids", "text_features"),
-    "audio": ("audio",),
-    "video": ("video", "video_features"),
-}
-"""The batch keys that carry each modality (raw or cached)."""
-
 
 def batch_size(batch: dict[str, torch.Tensor]) -> int:
     """Rows of a model batch, from whichever input or presence mask it carries."""
-    for key in ("input_ids", "text_features", "audio", "video", "video_features"):
-        if key in batch:
-            return int(batch[key].shape[0])
+    for spec in ENCODERS.values():
+        for key in spec.encoder.inputs:
+            if key in batch:
+                return int(batch[key].shape[0])
     for key, value in batch.items():
         if key.endswith("_present"):
             return int(value.shape[0])
     raise ValueError("the batch holds no model input")
+
+
+def _build_text(config: ModelConfig, pretrained: bool) -> tuple[nn.Module, ModelConfig]:
+    if pretrained or config.text_config is None:
+        encoder = load_pretrained_text(config.text_model)
+    else:
+        encoder = build_text_from_config(config.text_config)
+    # The encoder's own config goes into the model config, so that a checkpoint rebuilds it offline.
+    config = config.model_copy(update={"text_config": encoder.config.to_diff_dict()})
+    text = TextEncoder(encoder, config.projection_dim, frozen=config.freeze_text, layer_mix=config.text_layer_mix)
+    return text, config
+
+
+def _build_video(config: ModelConfig, pretrained: bool) -> tuple[nn.Module, ModelConfig]:
+    backbone = build_r3d18(config.video_weights, pretrained=pretrained)
+    return VideoEncoder(backbone, config.projection_dim, frozen=config.freeze_video), config
+
+
+def _build_audio(config: ModelConfig, pretrained: bool) -> tuple[nn.Module, ModelConfig]:
+    return AudioEncoder(config.projection_dim, config.n_mels), config
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What the model needs to know about one modality.
+
+    Attributes:
+        encoder: The encoder class: its `inputs` (the batch keys that carry the modality, raw or cached),
+            `encode(batch)` -> `[B, projection_dim]`, and `train(mode)` keeping frozen parts in eval mode.
+        build: `(config, pretrained)` -> the encoder and the config, updated with what a checkpoint needs to
+            rebuild it offline.
+        tokenized: Whether the modality's inputs come from a tokenizer (a checkpoint then stores one).
+    """
+
+    encoder: type[nn.Module]
+    build: Callable[[ModelConfig, bool], tuple[nn.Module, ModelConfig]]
+    tokenized: bool = False
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "text": EncoderSpec(TextEncoder, _build_text, tokenized=True),
+    "video": EncoderSpec(VideoEncoder, _build_video),
+    "audio": EncoderSpec(AudioEncoder, _build_audio),
+}
+"""The encoder of each modality, in the order `MeldModel` registers them (that of its weights)."""
+
+
+def uses_tokenizer(config: ModelConfig) -> bool:
+    """Whether a model of `config` reads tokenized text (its checkpoint must then carry the tokenizer)."""
+    return any(ENCODERS[modality].tokenized for modality in config.modalities)
 
 
 def build_model(config: ModelConfig, *, pretrained: bool = True) -> MeldModel:
@@ -139,22 +173,9 @@ def build_model(config: ModelConfig, *, pretrained: bool = True) -> MeldModel:
         The model in eval mode; `model.config` carries the text encoder's config so a checkpoint can rebuild
         it offline.
     """
-    text = video = audio = None
-    if "text" in config.modalities:
-        if pretrained or config.text_config is None:
-            encoder = load_pretrained_text(config.text_model)
-        else:
-            encoder = build_text_from_config(config.text_config)
-        config = config.model_copy(update={"text_config": encoder.config.to_diff_dict()})
-        text = TextEncoder(encoder, config.projection_dim, frozen=config.freeze_text, layer_mix=config.text_layer_mix)
-    if "video" in config.modalities:
-        video = VideoEncoder(
-            build_r3d18(config.video_weights, pretrained=pretrained),
-            config.projection_dim,
-            frozen=config.freeze_video,
-        )
-    if "audio" in config.modalities:
-        audio = AudioEncoder(config.projection_dim, config.n_mels)
+    encoders = {}
+    for modality in config.modalities:
+        encoders[modality], config = ENCODERS[modality].build(config, pretrained)
     # Eval mode until a trainer says otherwise: frozen encoders that compute cached features must never run
     # with batch statistics (their BatchNorm would move, and the cache key with it).
-    return MeldModel(config, text=text, video=video, audio=audio).eval()
+    return MeldModel(config, encoders).eval()

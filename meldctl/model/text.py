@@ -80,6 +80,9 @@ class TextEncoder(nn.Module):
     emotion is not all in its last layer, and the mix is cheap to train on cached features.
     """
 
+    inputs = ("input_ids", "text_features")
+    """The batch keys that carry text: token ids (with `attention_mask`), or cached `features()`."""
+
     def __init__(self, encoder: nn.Module, projection_dim: int, frozen: bool, layer_mix: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
@@ -93,9 +96,24 @@ class TextEncoder(nn.Module):
         if frozen:
             self.encoder.requires_grad_(False)
 
+    def train(self, mode: bool = True) -> TextEncoder:
+        """Set training mode; a frozen encoder stays in eval mode (its dropout must not perturb the features)."""
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
     @property
     def feature_shape(self) -> tuple[int, ...]:
+        """One row of `features()`: `(D,)`, or `(layers, D)` with `layer_mix`."""
         return (self.num_layers, self.feature_dim) if self.layer_mix else (self.feature_dim,)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The projection `[B, P]` of a batch's cached `text_features`, or of its `input_ids`/`attention_mask`."""
+        features = batch.get("text_features")
+        if features is None:
+            features = self.features(batch["input_ids"], batch["attention_mask"])
+        return self.project(features)
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled encoder output for token ids `[B, L]`: `[B, D]`, or `[B, layers, D]` with `layer_mix`."""
@@ -106,6 +124,7 @@ class TextEncoder(nn.Module):
             return torch.stack([mean_pool(h, attention_mask) for h in out.hidden_states], dim=1)  # [B, layers, D]
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (`feature_shape` per row) -> the trainable projection `[B, P]`."""
         if self.layer_mix:
             weights = self.layer_weights.softmax(0).to(features.dtype)  # [layers]
             features = (features * weights[:, None]).sum(1)  # [B, D]

@@ -61,6 +61,9 @@ def _load_local_weights(path: Path) -> dict[str, torch.Tensor]:
 class VideoEncoder(nn.Module):
     """R3D-18 backbone -> projection. `features()` is the frozen, cacheable part."""
 
+    inputs = ("video", "video_features")
+    """The batch keys that carry video: clips `[B, C, T, H, W]`, or cached `features()` `[B, 512]`."""
+
     def __init__(self, backbone: nn.Module, projection_dim: int, frozen: bool) -> None:
         super().__init__()
         # Channels-last 3D: about 15% less CPU for R3D-18's convolutions (benchmarks/bench_predict.py), and the
@@ -72,10 +75,25 @@ class VideoEncoder(nn.Module):
         if frozen:
             self.backbone.requires_grad_(False)
 
+    def train(self, mode: bool = True) -> VideoEncoder:
+        """Set training mode; a frozen backbone stays in eval mode (its BatchNorm statistics must not drift)."""
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The projection `[B, P]` of a batch's cached `video_features`, or of its `video` clips."""
+        features = batch.get("video_features")
+        if features is None:
+            features = self.features(batch["video"])
+        return self.project(features)
+
     def features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled features `[B, 512]` for normalised clips `[B, C, T, H, W]`."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             return self.backbone(video.contiguous(memory_format=torch.channels_last_3d))
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features `[B, 512]` -> the trainable projection `[B, P]`."""
         return self.projection(features)  # [B, P]

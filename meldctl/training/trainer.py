@@ -195,7 +195,7 @@ def audio_statistics(dataset: UtteranceDataset, seed: int) -> tuple[torch.Tensor
     fixed random subset of rows keeps it affordable.
     """
     rows = np.flatnonzero(dataset.available("audio"))
-    if "audio" not in dataset.cached and len(rows) > _NORMALISATION_ROWS:
+    if dataset.cached.get("audio") is None and len(rows) > _NORMALISATION_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, _NORMALISATION_ROWS, replace=False))
     total = torch.zeros(dataset.preprocess.n_mels, dtype=torch.float64)
     squares, frames = torch.zeros_like(total), 0

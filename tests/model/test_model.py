@@ -166,3 +166,23 @@ def test_modality_dropout_hides_modalities_in_training_only(tiny_bert: Path) -> 
     batch = _batch(model, load_tokenizer(str(tiny_bert)))
     with torch.no_grad():
         assert torch.equal(model(batch)["emotion"], model(batch)["emotion"])  # eval: deterministic, nothing hidden
+
+
+def test_weights_keep_the_format_2_layout(tiny_bert: Path) -> None:
+    """Existing checkpoints still load: the weight names, and the parameter order that a `last.pt`'s optimiser
+    state follows, are those of the first format-2 checkpoints (recorded in format2_layout.json from that code)."""
+    import json
+
+    recorded = json.loads((Path(__file__).parent / "format2_layout.json").read_text())
+    model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none"))
+    assert list(model.state_dict()) == recorded["state_dict"]
+    assert [name for name, _ in model.named_parameters()] == recorded["parameters"]
+
+
+def test_training_mode_keeps_frozen_encoders_in_eval_mode(tiny_bert: Path) -> None:
+    config = ModelConfig(text_model=str(tiny_bert), video_weights="none", freeze_text=False)
+    model = build_model(config).train()
+    assert model.text.encoder.training, "an unfrozen text encoder trains"
+    assert not model.video.backbone.training, "the frozen R3D-18 keeps its BatchNorm statistics"
+    assert set(model.encoders) == set(MODALITIES) and model.encoders["audio"] is model.audio
+    assert build_model(ModelConfig(modalities=("audio",))).text is None
