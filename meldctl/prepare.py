@@ -21,7 +21,7 @@ from typing import Any
 from meldctl.data.download import download
 from meldctl.data.extract import extract_meld
 from meldctl.data.manifest import ManifestRow, Status, count_statuses, read_manifest, write_manifest
-from meldctl.data.meld import MeldLayout, Utterance, find_layout, parse_clip_name, read_labels
+from meldctl.data.meld import LabelRow, MeldLayout, find_layout, parse_clip_name, read_labels
 from meldctl.errors import DataError, DiskFullError, MediaError
 from meldctl.io import atomic_path, check_free_space, disk_full, remove_stale_temporaries, write_text_atomic
 from meldctl.media.ffmpeg import extract_audio, probe_clip
@@ -235,7 +235,7 @@ def examine_clip(
     return ClipOutcome("ok", info.duration_s, extracted=True)
 
 
-def _row(split: str, utt: Utterance, clip: str | None, audio: str | None, outcome: ClipOutcome) -> ManifestRow:
+def _row(split: str, utt: LabelRow, clip: str | None, audio: str | None, outcome: ClipOutcome) -> ManifestRow:
     return ManifestRow(
         split=split,
         dialogue_id=utt.dialogue_id,

@@ -19,7 +19,7 @@ from meldctl.training.metrics import epoch_line
 PLAIN_EVERY_S = 30.0
 
 
-class Meter:
+class RateMeter:
     """Rate and ETA of one long phase, and whether its next plain line is due."""
 
     def __init__(self, total: int, every_s: float, done: int = 0) -> None:
@@ -82,7 +82,7 @@ class RichReporter:
             transient=False,
         )
         self._tasks: dict[str, Any] = {}
-        self._meters: dict[str, Meter] = {}
+        self._meters: dict[str, RateMeter] = {}
         self._epoch_task = self._batch_task = None
         self._epoch, self._epochs, self._batches_done = 0, 0, 0
         self._samples, self._loss = 0, 0.0
@@ -98,7 +98,7 @@ class RichReporter:
 
     def progress(self, label: str, done: int, total: int) -> None:
         if label not in self._meters:
-            self._meters[label] = Meter(total, self.every_s, done)
+            self._meters[label] = RateMeter(total, self.every_s, done)
             if not self.plain:
                 self._tasks[label] = self.bars.add_task(label, total=total, info="")
         meter = self._meters[label]
@@ -110,7 +110,7 @@ class RichReporter:
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         self._epoch, self._epochs, self._batches_done = epoch, epochs, 0
-        self._meters["batches"] = Meter(batches, self.every_s)
+        self._meters["batches"] = RateMeter(batches, self.every_s)
         self._samples = 0
         if self.plain:
             self._line(f"epoch {epoch}/{epochs}: {batches} batches")

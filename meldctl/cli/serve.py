@@ -49,11 +49,11 @@ def serve(
     The model loads once and runs one batch at a time; requests that arrive together share a forward.
     """
     from meldctl.remote.objects import fetch_limited
-    from meldctl.serving import sagemaker_env
     from meldctl.serving.app import ServeOptions
+    from meldctl.serving.container_env import detect_container
     from meldctl.serving.server import serve as run_server
 
-    container = sagemaker_env.detect() if checkpoint is None else None
+    container = detect_container() if checkpoint is None else None
     if container is not None:
         path, origin = container.checkpoint(), f"SageMaker model folder {container.model_dir}"
     else:

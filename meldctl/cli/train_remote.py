@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from meldctl.cli.common import console, print_json
-from meldctl.cli.progress import Meter
+from meldctl.cli.progress import RateMeter
 from meldctl.settings import Settings
 
 
@@ -86,10 +86,10 @@ class _Uploading:
 
     def __init__(self, every_s: float = 5.0) -> None:
         self.every_s = every_s
-        self.meters: dict[str, Meter] = {}
+        self.meters: dict[str, RateMeter] = {}
 
     def __call__(self, upload: Any, done: int, total: int) -> None:
-        meter = self.meters.setdefault(upload.channel, Meter(total, self.every_s))
+        meter = self.meters.setdefault(upload.channel, RateMeter(total, self.every_s))
         if meter.due(done):
             console.print(f"  {upload.channel}: {meter.summary(done, 'files')}", style="dim", markup=False)
 

@@ -39,7 +39,7 @@ _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
 
 @dataclass(frozen=True)
-class Utterance:
+class LabelRow:
     """One row of a MELD label CSV."""
 
     dialogue_id: int
@@ -137,15 +137,15 @@ def _optional_int(value: str | None) -> int | None:
     return int(value) if value and value.strip() else None
 
 
-def _row_to_utterance(row: dict[str, str], line: int) -> Utterance:
-    """One CSV row to an Utterance; raises ValueError with the reason for a bad field."""
+def _label_row(row: dict[str, str], line: int) -> LabelRow:
+    """One CSV row to a LabelRow; raises ValueError with the reason for a bad field."""
     emotion, sentiment = row["Emotion"].strip().lower(), row["Sentiment"].strip().lower()
     if emotion not in EMOTIONS:
         raise ValueError(f"unknown emotion {row['Emotion']!r} (expected one of {', '.join(EMOTIONS)})")
     if sentiment not in SENTIMENTS:
         raise ValueError(f"unknown sentiment {row['Sentiment']!r} (expected one of {', '.join(SENTIMENTS)})")
     start, end = (row.get(name) or "" for name in ("StartTime", "EndTime"))
-    return Utterance(
+    return LabelRow(
         dialogue_id=int(row["Dialogue_ID"]),
         utterance_id=int(row["Utterance_ID"]),
         text=repair_text(row["Utterance"] or "").strip(),
@@ -160,7 +160,7 @@ def _row_to_utterance(row: dict[str, str], line: int) -> Utterance:
     )
 
 
-def parse_labels(text: str, source: str) -> list[Utterance]:
+def parse_labels(text: str, source: str) -> list[LabelRow]:
     """Parse a MELD label CSV's text.
 
     Args:
@@ -175,12 +175,12 @@ def parse_labels(text: str, source: str) -> list[Utterance]:
     missing = [name for name in COLUMNS if name not in (reader.fieldnames or [])]
     if missing:
         raise DataError(f"{source}: not a MELD label CSV (missing columns {', '.join(missing)})")
-    rows: list[Utterance] = []
+    rows: list[LabelRow] = []
     first_line: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
         try:
-            utterance = _row_to_utterance(row, line)
+            utterance = _label_row(row, line)
         except (ValueError, TypeError, AttributeError) as exc:
             raise DataError(f"{source}:{line}: {exc}", hint="fix or replace the label file") from None
         if utterance.key in first_line:
@@ -193,7 +193,7 @@ def parse_labels(text: str, source: str) -> list[Utterance]:
     return rows
 
 
-def read_labels(path: Path) -> list[Utterance]:
+def read_labels(path: Path) -> list[LabelRow]:
     """Read and parse one MELD label CSV (see `parse_labels`).
 
     Raises:

@@ -70,7 +70,7 @@ class S3Layout:
 
 
 @dataclass(frozen=True)
-class Upload:
+class ChannelUpload:
     """A local folder or file that becomes a channel once uploaded (only what changed is sent)."""
 
     channel: str
@@ -101,7 +101,7 @@ class JobSpec:
     tensorboard_dir: str
     distributed: bool
     requirements: list[str] | None
-    uploads: list[Upload] = field(default_factory=list)
+    uploads: list[ChannelUpload] = field(default_factory=list)
     volume_gb: int = VOLUME_GB
 
     @property
@@ -260,7 +260,7 @@ def _max_wait(spot: bool, max_run: int, max_wait: int | None) -> int | None:
     return max_wait
 
 
-def _data_channel(settings: Settings, layout: S3Layout) -> tuple[dict[str, str], list[Upload]]:
+def _data_channel(settings: Settings, layout: S3Layout) -> tuple[dict[str, str], list[ChannelUpload]]:
     data = settings.remote.data
     if data and data.startswith("s3://"):
         parse_s3_uri(data)
@@ -270,15 +270,15 @@ def _data_channel(settings: Settings, layout: S3Layout) -> tuple[dict[str, str],
     exclude = ["raw"]  # the downloaded archive: everything in it is already extracted
     exclude += [folder for folder, modality in (("clips", "video"), ("audio", "audio")) if modality not in modalities]
     uri = layout.data(local)
-    return {"data": uri}, [Upload("data", local, uri, tuple(exclude))]
+    return {"data": uri}, [ChannelUpload("data", local, uri, tuple(exclude))]
 
 
-def _weights_channel(channel: str, source: str, layout: S3Layout) -> tuple[str, Upload | None] | None:
+def _weights_channel(channel: str, source: str, layout: S3Layout) -> tuple[str, ChannelUpload | None] | None:
     """An S3 URI or a local folder/file becomes a channel (uploaded first when local); names stay settings."""
     if source.startswith("s3://"):
         return source, None
     path = Path(source).expanduser()
     if path.is_dir() or (path.is_file() and channel == "video_weights"):
         uri = layout.weights(path)
-        return uri, Upload(channel, path, uri)
+        return uri, ChannelUpload(channel, path, uri)
     return None

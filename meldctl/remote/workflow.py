@@ -14,7 +14,7 @@ from meldctl.remote import aws
 from meldctl.remote.cloudwatch import LogLine
 from meldctl.remote.images import import_sdk
 from meldctl.remote.jobs import JobStatus, StatusChange, describe_job, download_model, follow_job
-from meldctl.remote.jobspec import JobSpec, Upload, build_job_spec
+from meldctl.remote.jobspec import ChannelUpload, JobSpec, build_job_spec
 from meldctl.remote.s3 import Transfer, s3_client, sync_down, upload_file, upload_folder
 from meldctl.remote.submit import Submission, create_job, dry_run_session
 from meldctl.settings import Settings
@@ -72,8 +72,8 @@ def plan_job(settings: Settings) -> JobPlan:
 def submit_job(
     settings: Settings,
     *,
-    on_upload: Callable[[Upload, Transfer], None] | None = None,
-    on_progress: Callable[[Upload, int, int], None] | None = None,
+    on_upload: Callable[[ChannelUpload, Transfer], None] | None = None,
+    on_progress: Callable[[ChannelUpload, int, int], None] | None = None,
 ) -> tuple[JobSpec, Submission]:
     """Check the bucket, upload what changed of the local inputs, and create the job with the SDK.
 

@@ -49,7 +49,7 @@ class ServingContainer:
         )
 
 
-def detect(environ: Mapping[str, str] | None = None) -> ServingContainer | None:
+def detect_container(environ: Mapping[str, str] | None = None) -> ServingContainer | None:
     """The hosting container this process runs in, or None outside SageMaker.
 
     Recognised by `SM_MODEL_DIR` or `SAGEMAKER_BIND_TO_PORT`, or (reading the real environment) by the folder
