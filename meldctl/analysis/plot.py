@@ -3,6 +3,10 @@
 From the top: one coloured strip with each utterance's top emotion, one with its sentiment, then a band per
 emotion with each utterance's probability (pale bars) and its trend (a time-weighted moving average, the
 line); on the right, each emotion's share of the speaking time. Time runs along the x axis as m:ss.
+
+Split by speaker (`by_speaker=True`, `meldctl analyze --by-speaker`): the top-emotion strip has one lane per
+speaker, and each speaker gets a panel of their own with the trend of every emotion over their utterances and,
+on the right, their share of time per emotion.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from meldctl.analysis.segments import format_time
-from meldctl.analysis.timeline import Timeline, summary
+from meldctl.analysis.timeline import Share, Timeline, speaker_label, speakers, summary
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from meldctl.analysis.segments import Utterance
+    from meldctl.inference import Prediction
 
 # One colour per MELD label, chosen to be told apart at a glance (and joy not a pale yellow on white).
 EMOTION_COLOURS = {
@@ -29,6 +37,7 @@ EMOTION_COLOURS = {
     "anger": "#e53935",
 }
 SENTIMENT_COLOURS = {"neutral": "#bdbdbd", "positive": "#43a047", "negative": "#e53935"}
+MAX_SPEAKER_PANELS = 12  # the speakers with the most speaking time get a panel; the title says how many are left
 _FALLBACK = ("#00897b", "#6d4c41", "#3949ab", "#c0ca33", "#d81b60", "#546e7a", "#5e35b1")
 
 
@@ -67,8 +76,23 @@ def moving_average(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, gri
         return np.where(weight > 0, (overlap * values[None, :]).sum(axis=1) / weight, np.nan)  # [G]
 
 
-def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 110) -> bytes:
-    """The PNG of `timeline` (see the module docstring)."""
+def plot_timeline(timeline: Timeline, *, by_speaker: bool = False, width: float = 14.0, dpi: int = 110) -> bytes:
+    """The PNG of `timeline` (see the module docstring).
+
+    Args:
+        timeline: The analysis.
+        by_speaker: One lane and one panel per speaker; the whole-video picture when no speaker is known.
+        width: Inches.
+        dpi: Dots per inch.
+    """
+    who = speakers(timeline) if by_speaker else []
+    fig = _speaker_figure(timeline, who, width, dpi) if who else _figure(timeline, width, dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _figure(timeline: Timeline, width: float, dpi: int) -> Figure:
     from matplotlib.figure import Figure
 
     emotions = timeline.emotions
@@ -84,17 +108,85 @@ def plot_timeline(timeline: Timeline, *, width: float = 14.0, dpi: int = 110) ->
     _top_strip(strip, timeline, palette)
     _sentiment_strip(mood, key, timeline)
     _bands(bands, timeline, palette)
-    _shares(shares, timeline, palette)
+    _shares(shares, summary(timeline), palette)
     _time_axis(bands, timeline.duration)
+    fig.suptitle(_title(timeline), fontsize=12)
+    return fig
+
+
+def _title(timeline: Timeline, extra: str = "") -> str:
     seg = timeline.segmentation
-    fig.suptitle(
+    return (
         f"{_name(timeline.video)}  ·  {format_time(timeline.duration)}  ·  {len(timeline.utterances)} utterances "
-        f"({seg.method})",
-        fontsize=12,
+        f"({seg.method}){extra}"
     )
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+
+
+def _speaker_figure(timeline: Timeline, who: list[str | None], width: float, dpi: int) -> Figure:
+    """A lane per speaker in the top-emotion strip, then a panel per speaker (see the module docstring)."""
+    from matplotlib.figure import Figure
+
+    spoken = {s: sum(u.duration for u in timeline.utterances if u.speaker == s) for s in who}
+    shown = sorted(who, key=lambda s: -spoken[s])[:MAX_SPEAKER_PANELS]
+    shown.sort(key=who.index)  # panels in order of first appearance
+    n = len(shown)
+    fig = Figure(figsize=(width, 1.4 + 0.3 * n + 1.2 * n), dpi=dpi, layout="constrained")
+    grid = fig.add_gridspec(1 + n, 2, height_ratios=[0.3 * n + 0.4] + [1.2] * n, width_ratios=[10, 1.3])
+    lanes = fig.add_subplot(grid[0, 0])
+    palette = colours(timeline.emotions, EMOTION_COLOURS)
+    _speaker_lanes(lanes, timeline, shown, palette)
+    fig.add_subplot(grid[0, 1]).axis("off")
+    panel = lanes
+    for row, speaker in enumerate(shown, 1):
+        mine = [(u, p) for u, p in zip(timeline.utterances, timeline.predictions, strict=True) if u.speaker == speaker]
+        panel = fig.add_subplot(grid[row, 0], sharex=lanes)
+        _trends(panel, [u for u, _ in mine], [p for _, p in mine], timeline, palette)
+        panel.set_ylabel(f"{speaker_label(speaker)}\n({len(mine)})", fontsize=9, rotation=0, ha="right", va="center")
+        if row < n:
+            panel.tick_params(axis="x", labelbottom=False)
+        _shares(fig.add_subplot(grid[row, 1]), summary(timeline, speaker=speaker), palette)
+    _time_axis(panel, timeline.duration)
+    left = len(who) - n
+    fig.suptitle(_title(timeline, f"  ·  {left} more speaker(s) not shown" if left else ""), fontsize=12)
+    return fig
+
+
+def _speaker_lanes(ax: Axes, timeline: Timeline, shown: list[str | None], palette: dict[str, str]) -> None:
+    """The top emotion of each utterance, one lane per speaker (first speaker on top)."""
+    n = len(shown)
+    for lane, speaker in enumerate(shown):
+        mine = [(u, p) for u, p in zip(timeline.utterances, timeline.predictions, strict=True) if u.speaker == speaker]
+        ax.broken_barh([(u.start, u.duration) for u, _ in mine], (n - 1 - lane + 0.1, 0.8),
+                       facecolors=[palette[p.top_emotion] for _, p in mine])  # fmt: skip
+    ax.set_ylim(0, n)
+    ax.set_yticks([n - 0.5 - lane for lane in range(n)], [speaker_label(s) for s in shown], fontsize=9)
+    ax.tick_params(axis="y", length=0)
+    ax.tick_params(axis="x", labelbottom=False)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_facecolor("#f7f7f7")
+    handles = [_patch(palette[e], e) for e in timeline.emotions]
+    ax.legend(handles=handles, ncols=len(handles), loc="lower left", bbox_to_anchor=(0, 1.02), frameon=False,
+              fontsize=9, handlelength=1.2, borderaxespad=0)  # fmt: skip
+
+
+def _trends(
+    ax: Axes, utterances: list[Utterance], predictions: list[Prediction], timeline: Timeline, palette: dict[str, str]
+) -> None:
+    """One speaker's panel: each emotion's probability over their utterances, as a moving average (lines)."""
+    starts = np.array([u.start for u in utterances])  # [N]
+    ends = np.array([u.end for u in utterances])  # [N]
+    window = max(20.0, timeline.duration / 40)  # one speaker's utterances are sparser than the whole video's
+    grid = np.linspace(0, timeline.duration, 600)  # [G]
+    for emotion in timeline.emotions:
+        values = np.array([p.emotion[emotion] for p in predictions])  # [N]
+        ax.plot(grid, moving_average(starts, ends, values, grid, window), color=palette[emotion], linewidth=1.4)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0, 0.5, 1], ["0", ".5", "1"], fontsize=7)
+    ax.set_xlim(0, timeline.duration)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6, zorder=0)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
 
 
 def _name(video: str) -> str:
@@ -184,9 +276,8 @@ def _time_axis(ax: Axes, duration: float) -> None:
     ax.set_xlabel("time (m:ss)", fontsize=9)
 
 
-def _shares(ax: Axes, timeline: Timeline, palette: dict[str, str]) -> None:
+def _shares(ax: Axes, shares: list[Share], palette: dict[str, str]) -> None:
     """Each emotion's share of the speaking time, as horizontal bars aligned with the bands."""
-    shares = summary(timeline)
     n = len(shares)
     positions = [n - 0.5 - r for r in range(n)]
     ax.barh(positions, [s.time_share * 100 for s in shares], height=0.6, color=[palette[s.emotion] for s in shares])

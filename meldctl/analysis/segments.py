@@ -7,7 +7,7 @@ classification and the outputs read nothing else.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Where a recogniser's word ends a sentence.
 _SENTENCE_END = (".", "?", "!", "…")
@@ -21,11 +21,13 @@ class Utterance:
         start: Seconds from the start of the video.
         end: Seconds, > start.
         text: What is said, or None when the segmentation knows no text (voice activity).
+        speaker: Who says it, where the subtitles name them (`subtitles.py`); None when unknown.
     """
 
     start: float
     end: float
     text: str | None = None
+    speaker: str | None = None
 
     @property
     def duration(self) -> float:
@@ -125,7 +127,8 @@ def merge_short(
             previous = out[-1]
             close = utterance.start - previous.end <= max_gap
             if previous.duration < min_seconds and close and utterance.end - previous.start <= max_seconds:
-                out[-1] = Utterance(previous.start, utterance.end, _concat(previous.text, utterance.text))
+                speaker = previous.speaker if previous.speaker == utterance.speaker else None
+                out[-1] = Utterance(previous.start, utterance.end, _concat(previous.text, utterance.text), speaker)
                 continue
         out.append(utterance)
     return out
@@ -139,7 +142,7 @@ def _concat(a: str | None, b: str | None) -> str | None:
 
 def clamp(utterances: Sequence[Utterance], duration: float) -> list[Utterance]:
     """Utterances cut to `[0, duration]`; those left empty are dropped."""
-    out = [Utterance(max(u.start, 0.0), min(u.end, duration), u.text) for u in utterances]
+    out = [replace(u, start=max(u.start, 0.0), end=min(u.end, duration)) for u in utterances]
     return [u for u in out if u.end > u.start]
 
 
@@ -160,5 +163,5 @@ def snap_to_speech(utterances: Sequence[Utterance], speech: Sequence[tuple[float
             out.append(utterance)
             continue
         start, end = max(utterance.start, inside[0][0]), min(utterance.end, inside[-1][1])
-        out.append(Utterance(start, end, utterance.text) if end > start else utterance)
+        out.append(replace(utterance, start=start, end=end) if end > start else utterance)
     return out

@@ -1,24 +1,20 @@
 """The result of analysing a video, and its pure serialisations: JSON, CSV, SRT, the per-emotion summary.
 
-`write_outputs` renders every file in memory first and writes them (each atomically) only then, so a failure
-anywhere leaves the output folder as it was.
+The picture is `plot.py`'s; `outputs.py` renders and writes every file.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from meldctl.analysis.segments import Segmentation, Utterance
 
 if TYPE_CHECKING:
     from meldctl.inference import Prediction
-
-OUTPUT_FILES = ("timeline.json", "timeline.csv", "timeline.srt", "timeline.png")
 
 
 @dataclass
@@ -65,13 +61,19 @@ class Share:
     time_share: float
 
 
-def summary(timeline: Timeline) -> list[Share]:
-    """Each emotion's share of the utterances (as top emotion), by count and by time, in label order."""
+def summary(timeline: Timeline, *, speaker: str | None | EllipsisType = ...) -> list[Share]:
+    """Each emotion's share of the utterances (as top emotion), by count and by time, in label order.
+
+    Args:
+        timeline: The analysis.
+        speaker: Only this speaker's utterances (None: those of no known speaker); all when left out.
+    """
     counts = dict.fromkeys(timeline.emotions, 0)
     seconds = dict.fromkeys(timeline.emotions, 0.0)
     for utterance, prediction in zip(timeline.utterances, timeline.predictions, strict=True):
-        counts[prediction.top_emotion] += 1
-        seconds[prediction.top_emotion] += utterance.duration
+        if speaker is ... or utterance.speaker == speaker:
+            counts[prediction.top_emotion] += 1
+            seconds[prediction.top_emotion] += utterance.duration
     total_count, total_seconds = sum(counts.values()), sum(seconds.values())
     return [
         Share(
@@ -85,13 +87,30 @@ def summary(timeline: Timeline) -> list[Share]:
     ]
 
 
+def speakers(timeline: Timeline) -> list[str | None]:
+    """The speakers of the timeline in order of first appearance; None last, for utterances of no known speaker.
+
+    Empty when the subtitles name nobody.
+    """
+    named = list(dict.fromkeys(u.speaker for u in timeline.utterances if u.speaker is not None))
+    if named and any(u.speaker is None for u in timeline.utterances):
+        named.append(None)
+    return named
+
+
+def speaker_label(speaker: str | None) -> str:
+    """How the outputs show a speaker: the name, or `(unknown)`."""
+    return speaker if speaker is not None else "(unknown)"
+
+
 def to_json(timeline: Timeline) -> dict[str, Any]:
     """What `timeline.json` holds (and `meldctl analyze --json` prints)."""
     from meldctl import __version__
 
     rows = []
     for number, (utterance, prediction) in enumerate(zip(timeline.utterances, timeline.predictions, strict=True), 1):
-        row = {"index": number, "start": round(utterance.start, 3), "end": round(utterance.end, 3)}
+        row = {"index": number, "start": round(utterance.start, 3), "end": round(utterance.end, 3),
+               "speaker": utterance.speaker}  # fmt: skip
         body = prediction.to_json(top_k=3)
         body.pop("clip", None)  # the span is in start/end
         rows.append({**row, **body})
@@ -104,6 +123,14 @@ def to_json(timeline: Timeline) -> dict[str, Any]:
         "modalities": timeline.model["modalities"],
         "labels": timeline.model["labels"],
         "summary": [vars(share) for share in summary(timeline)],
+        "speakers": [
+            {
+                "speaker": speaker,
+                "utterances": sum(1 for u in timeline.utterances if u.speaker == speaker),
+                "summary": [vars(share) for share in summary(timeline, speaker=speaker)],
+            }
+            for speaker in speakers(timeline)
+        ],
         "utterances": rows,
         "warnings": timeline.warnings,
         "seconds": timeline.seconds,
@@ -112,15 +139,16 @@ def to_json(timeline: Timeline) -> dict[str, Any]:
 
 
 def to_csv(timeline: Timeline) -> str:
-    """One row per utterance: times, text, top labels, every probability, warnings."""
+    """One row per utterance: times, speaker (empty when unknown), text, top labels, every probability, warnings."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
-    header = ["index", "start", "end", "text", "top_emotion", "top_emotion_p", "top_sentiment", "top_sentiment_p"]
+    header = ["index", "start", "end", "speaker", "text"]
+    header += ["top_emotion", "top_emotion_p", "top_sentiment", "top_sentiment_p"]
     header += [f"emotion_{e}" for e in timeline.emotions] + [f"sentiment_{s}" for s in timeline.sentiments]
     writer.writerow([*header, "missing", "warnings"])
     for number, (utterance, p) in enumerate(zip(timeline.utterances, timeline.predictions, strict=True), 1):
         writer.writerow(
-            [number, f"{utterance.start:.3f}", f"{utterance.end:.3f}", utterance.text or ""]
+            [number, f"{utterance.start:.3f}", f"{utterance.end:.3f}", utterance.speaker or "", utterance.text or ""]
             + [p.top_emotion, f"{p.emotion[p.top_emotion]:.4f}", p.top_sentiment, f"{p.sentiment[p.top_sentiment]:.4f}"]
             + [f"{p.emotion[e]:.4f}" for e in timeline.emotions]
             + [f"{p.sentiment[s]:.4f}" for s in timeline.sentiments]
@@ -130,9 +158,11 @@ def to_csv(timeline: Timeline) -> str:
 
 
 def cue_text(utterance: Utterance, prediction: Prediction) -> str:
-    """An SRT cue's text: the top emotion and its probability, then what is said (`[joy 0.71] Hi!`)."""
+    """An SRT cue's text: the speaker when known, the top emotion and its probability, then what is said
+    (`Ross: [joy 0.71] Hi!`; the `NAME:` prefix is how subtitles name a speaker, and meldctl reads it back)."""
     label = f"[{prediction.top_emotion} {prediction.emotion[prediction.top_emotion]:.2f}]"
-    return f"{label} {utterance.text}" if utterance.text else label
+    text = f"{label} {utterance.text}" if utterance.text else label
+    return f"{utterance.speaker}: {text}" if utterance.speaker else text
 
 
 def to_srt(timeline: Timeline) -> str:
@@ -145,29 +175,3 @@ def to_srt(timeline: Timeline) -> str:
         text = cue_text(utterance, prediction).replace("{", "(").replace("}", ")")
         subs.append(pysubs2.SSAEvent(start=round(utterance.start * 1000), end=round(utterance.end * 1000), text=text))
     return subs.to_string("srt")
-
-
-def render_outputs(timeline: Timeline) -> dict[str, bytes]:
-    """Every output file's bytes, by name (nothing is written)."""
-    from meldctl.analysis.plot import plot_timeline
-
-    return {
-        "timeline.json": (json.dumps(to_json(timeline), indent=2) + "\n").encode(),
-        "timeline.csv": to_csv(timeline).encode(),
-        "timeline.srt": to_srt(timeline).encode(),
-        "timeline.png": plot_timeline(timeline),
-    }
-
-
-def write_outputs(timeline: Timeline, out_dir: Path) -> dict[str, Path]:
-    """Render every output, then write each into `out_dir` atomically; the paths by name.
-
-    timeline.json goes last: where it exists, the other three do too (a folder analysis skips such videos).
-    """
-    from meldctl.io import write_bytes_atomic
-
-    rendered = render_outputs(timeline)
-    paths = {name: Path(out_dir) / name for name in rendered}
-    for name in sorted(rendered, key=lambda name: name == "timeline.json"):
-        write_bytes_atomic(paths[name], rendered[name])
-    return paths

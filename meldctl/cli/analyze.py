@@ -76,6 +76,9 @@ def analyze(
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Utterances per forward pass.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print timeline.json on stdout.")] = False,
+    by_speaker: Annotated[
+        bool, typer.Option(help="One panel per speaker in timeline.png (speaker names from the subtitles).")
+    ] = False,
     remote: _Remote = False,
     image: _Image = None,
     instance_type: _InstanceType = None,
@@ -102,19 +105,25 @@ def analyze(
         return
     if subtitles is not None and segment in (Segment.asr, Segment.vad):
         raise typer.BadParameter(f"--subtitles cannot be used with --segment {segment.value}", param_hint="--subtitles")
-    options = AnalyzeOptions(subtitles, segment.value, asr_model, device, batch_size, as_json)
-    if Path(video).is_dir():
-        folder = Path(video)
-        analyze_folder(folder, Path(out) if out else default_out_dir(folder), Path(ckpt) if ckpt else None, options)
+    from meldctl.analysis.outputs import check_output_folder
+
+    options = AnalyzeOptions(subtitles, segment.value, asr_model, device, batch_size, as_json, by_speaker)
+    source = Path(video)
+    out_dir = Path(out) if out else default_out_dir(source)
+    check_output_folder(out_dir)  # before a model load and a whole analysis, not after
+    if source.is_dir():
+        analyze_folder(source, out_dir, Path(ckpt) if ckpt else None, options)
         return
-    _analyze_file(Path(video), Path(out) if out else None, Path(ckpt) if ckpt else None, options)
+    _analyze_file(source, out_dir, Path(ckpt) if ckpt else None, options)
 
 
-def _analyze_file(video: Path, out: Path | None, ckpt: Path | None, options: AnalyzeOptions) -> None:
+def _analyze_file(video: Path, out_dir: Path, ckpt: Path | None, options: AnalyzeOptions) -> None:
+    from meldctl.analysis.outputs import write_outputs
+
     path, origin = resolve_checkpoint(ckpt)
     settings = resolve_settings(train={"device": options.device})
     from meldctl.analysis.pipeline import analyze as analyze_video
-    from meldctl.analysis.timeline import summary, to_json, write_outputs
+    from meldctl.analysis.timeline import speakers, summary, to_json
     from meldctl.cli.analyze_progress import AnalyzeProgress
     from meldctl.inference import Predictor
 
@@ -128,9 +137,12 @@ def _analyze_file(video: Path, out: Path | None, ckpt: Path | None, options: Ana
             batch_size=options.batch_size,
             progress=progress,
         )
-    files = write_outputs(timeline, out or default_out_dir(video))
+    files = write_outputs(timeline, out_dir, by_speaker=options.by_speaker)
     console.print(f"[dim]checkpoint: {escape(str(path))} ({origin})[/]", soft_wrap=True)
-    for warning in timeline.warnings:
+    warnings = list(timeline.warnings)
+    if options.by_speaker and not speakers(timeline):
+        warnings.append("the subtitles name no speaker: timeline.png shows the whole video, not one panel each")
+    for warning in warnings:
         console.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     if options.as_json:
         print_json(to_json(timeline))

@@ -28,6 +28,7 @@ class AnalyzeOptions:
         device: auto, cpu or cuda.
         batch_size: Utterances per forward.
         as_json: JSON on stdout.
+        by_speaker: One panel per speaker in timeline.png.
     """
 
     subtitles: Path | None
@@ -36,6 +37,7 @@ class AnalyzeOptions:
     device: str | None
     batch_size: int
     as_json: bool
+    by_speaker: bool = False
 
 
 def analyze_folder(folder: Path, out: Path, ckpt: Path | None, options: AnalyzeOptions) -> None:
@@ -66,7 +68,7 @@ def analyze_folder(folder: Path, out: Path, ckpt: Path | None, options: AnalyzeO
 
         outcomes = analyze_share(
             folder, out, load, subtitles_dir=options.subtitles, segment=options.segment, asr_model=options.asr_model,
-            batch_size=options.batch_size, instance=instance, on_outcome=_line,
+            batch_size=options.batch_size, by_speaker=options.by_speaker, instance=instance, on_outcome=_line,
         )  # fmt: skip
     report = report_path(out, instance)
     if options.as_json:

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from meldctl.analysis.outputs import write_outputs
 from meldctl.analysis.pipeline import analyze
 from meldctl.analysis.subtitles import find_subtitles
-from meldctl.analysis.timeline import write_outputs
 from meldctl.errors import CheckpointError, DataError, MeldError
 from meldctl.io import atomic_path, write_text_atomic
 from meldctl.media.names import REPORTS, TIMELINE, is_video, timeline_key
@@ -133,6 +133,7 @@ def analyze_share(
     segment: str = "auto",
     asr_model: str | None = None,
     batch_size: int = 8,
+    by_speaker: bool = False,
     instance: Instance | None = None,
     on_outcome: Callable[[VideoOutcome, int, int], None] | None = None,
     progress: Progress | None = None,
@@ -152,6 +153,7 @@ def analyze_share(
         segment: "auto", "subtitles", "asr" or "vad".
         asr_model: faster-whisper model for ASR (default: the bundled tiny.en).
         batch_size: Utterances per forward.
+        by_speaker: One panel per speaker in each timeline.png.
         instance: Names the report (default: `this_instance()`).
         on_outcome: Called after each video with its outcome, its 1-based position and the number of videos.
         progress: The analysis progress of the video in hand.
@@ -176,7 +178,7 @@ def analyze_share(
             outcome = _analyze_one(
                 videos_dir / video, video, folder, predictor,
                 subtitles=(subtitles_dir or videos_dir) / video, segment=segment, asr_model=asr_model,
-                batch_size=batch_size, progress=progress,
+                batch_size=batch_size, by_speaker=by_speaker, progress=progress,
             )  # fmt: skip
         claimed.setdefault(folder, video)
         outcomes.append(outcome)
@@ -198,6 +200,7 @@ def _analyze_one(
     segment: str,
     asr_model: str | None,
     batch_size: int,
+    by_speaker: bool,
     progress: Progress | None,
 ) -> VideoOutcome:
     try:
@@ -206,7 +209,7 @@ def _analyze_one(
             path, predictor, segment=segment, subtitles=found, asr_model=asr_model, batch_size=batch_size,
             progress=progress,
         )  # fmt: skip
-        write_outputs(timeline, folder)
+        write_outputs(timeline, folder, by_speaker=by_speaker)
     except MeldError as exc:
         return VideoOutcome(video, "failed", error=exc.message + (f" ({exc.hint})" if exc.hint else ""))
     except Exception as exc:  # noqa: BLE001 - one video's bug or odd file must not stop the others

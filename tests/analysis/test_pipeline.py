@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from meldctl.analysis.outputs import OUTPUT_FILES, write_outputs
 from meldctl.analysis.pipeline import _background, analyze, choose_method, classify
 from meldctl.analysis.segments import Utterance
-from meldctl.analysis.timeline import OUTPUT_FILES, summary, write_outputs
+from meldctl.analysis.timeline import summary
 from meldctl.errors import AnalysisError
 from meldctl.media.stream import probe_video
 
@@ -122,12 +123,12 @@ def test_outputs_are_written_and_parse(timeline, tmp_path: Path) -> None:  # noq
 
 
 def test_a_failed_render_writes_nothing(timeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    import meldctl.analysis.plot as plot
+    import meldctl.analysis.outputs as outputs
 
-    def broken(timeline):  # noqa: ANN001, ANN202
+    def broken(timeline, **options):  # noqa: ANN001, ANN003, ANN202
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr(plot, "plot_timeline", broken)
+    monkeypatch.setattr(outputs, "plot_timeline", broken)
     with pytest.raises(RuntimeError):
         write_outputs(timeline, tmp_path / "out")
     assert not (tmp_path / "out").exists()

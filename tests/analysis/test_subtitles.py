@@ -81,9 +81,9 @@ def test_each_format_gives_cue_times_and_clean_text(
 ) -> None:
     path = tmp_path / f"subs{suffix}"
     path.write_text(content, encoding="utf-8")
-    cues = parse_subtitles(path)
+    cues, warnings = parse_subtitles(path)
     assert [(c.start, c.end) for c in cues] == [(1.0, 2.5), (3.25, 5.0)]
-    assert [c.text for c in cues] == texts
+    assert [c.text for c in cues] == texts and warnings == []
 
 
 def test_windows_1252_subtitles_are_read(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_windows_1252_subtitles_are_read(tmp_path: Path) -> None:
     path.write_bytes(
         "1\r\n00:00:01,000 --> 00:00:02,000\r\nCaf\u00e9 cr\u00e8me \u2013 s'il vous pla\u00eet\r\n".encode("cp1252")
     )
-    assert parse_subtitles(path)[0].text == "Caf\u00e9 cr\u00e8me \u2013 s'il vous pla\u00eet"
+    assert parse_subtitles(path)[0][0].text == "Caf\u00e9 cr\u00e8me \u2013 s'il vous pla\u00eet"
 
 
 @pytest.mark.parametrize(
@@ -166,3 +166,135 @@ def test_find_subtitles_beside_the_video(tmp_path: Path) -> None:
     assert find_subtitles(video) == tmp_path / "ep [1].srt"  # the exact name wins
     (tmp_path / "other.srt").write_text("")
     assert find_subtitles(tmp_path / "other.mkv") == tmp_path / "other.srt"
+
+
+def test_a_malformed_srt_cue_is_skipped_and_counted_never_merged(tmp_path: Path) -> None:
+    """pysubs2 appended a cue with a broken timestamp, number, control bytes and all, to the cue before it."""
+    path = tmp_path / "broken.srt"
+    path.write_bytes(
+        b"1\n00:00:01,000 --> 00:00:02,000\nFirst.\n\n"
+        b"2\n00:00:0x,000 --> 00:00:04,000\nbroken \x01\x02 cue\n\n"
+        b"3\n00:00:05,000 -> 00:00:06,000\nno arrow\n\n"
+        b"4\n00:00:07,000 --> 00:00:08,000\nFourth.\n"
+        b"5\n00:00:09,000 --> 00:00:99,000\nno blank line before, and 99 seconds\n"
+        b"6\n00:00:10,000 --> 00:00:11,000\nSixth, also without a blank line.\n"
+    )
+    cues, warnings = parse_subtitles(path)
+    assert [(c.start, c.end, c.text) for c in cues] == [
+        (1.0, 2.0, "First."),
+        (7.0, 8.0, "Fourth."),
+        (10.0, 11.0, "Sixth, also without a blank line."),
+    ]
+    assert warnings == ["3 malformed cue(s) (no valid 'start --> end' line): skipped"]
+    seg = subtitle_segmentation(path, duration=30.0)
+    assert seg.warnings == warnings and len(seg.utterances) == 3
+
+
+def test_a_file_of_malformed_cues_only_is_refused_with_the_count(tmp_path: Path) -> None:
+    path = tmp_path / "broken.srt"
+    path.write_text("1\n00:00:aa,000 --> 00:00:02,000\nx\n\n2\n00:00:03,000 --> soon\ny\n", encoding="utf-8")
+    with pytest.raises(SubtitleError, match=r"holds no subtitle cue \(2 malformed cue\(s\)"):
+        parse_subtitles(path)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_unicode_subtitles_with_or_without_a_byte_order_mark_are_read(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "unicode.srt"
+    path.write_bytes(SRT.replace("Hello there!", "Caf\u00e9 \u2013 \u65e5\u672c").encode(encoding))
+    cues, _ = parse_subtitles(path)
+    assert [c.text for c in cues] == ["Caf\u00e9 \u2013 \u65e5\u672c Hi.", "Two lines of one sentence."]
+
+
+def test_damaged_utf16_is_called_utf16(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.srt"
+    path.write_bytes("1\n00:00:01,000 --> 00:00:02,000\nHi\n".encode("utf-16") + b"\x00\xd8\x41\x00")  # lone surrogate
+    with pytest.raises(SubtitleError, match="looks like UTF-16 text"):
+        parse_subtitles(path)
+
+
+ASS_NAMES = ASS.replace("Default,,0,0,0,,{\\pos", "Default,Monica,0,0,0,,{\\pos").replace(
+    "Default,,0,0,0,,{\\an8}", "Default, Joey ,0,0,0,,{\\an8}"
+)
+VTT_VOICES = """WEBVTT
+
+00:01.000 --> 00:02.500
+<v Roger Bingham>Rock &amp; roll</v>
+
+NOTE a note: not a cue
+
+00:03.250 --> 00:05.000
+<v.loud Mary>Louder</v>
+"""
+SRT_NAMES = """1
+00:00:01,000 --> 00:00:02,500
+ROSS: We were on a break!
+
+2
+00:00:03,250 --> 00:00:05,000
+Rachel: No, we were not.
+
+3
+00:00:06,000 --> 00:00:07,000
+Listen: this line has no speaker.
+
+4
+00:00:08,000 --> 00:00:09,000
+Rachel: Fine. Note: it is not fine.
+
+5
+00:00:10,000 --> 00:00:11,000
+- ROSS: Hi.
+- Rachel: Hello.
+"""
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content", "expected"),
+    [
+        (".ass", ASS_NAMES, [("Monica", "Oh my God! What?"), ("Joey", "Second line")]),
+        (".vtt", VTT_VOICES, [("Roger Bingham", "Rock & roll"), ("Mary", "Louder")]),
+        (
+            ".srt",
+            SRT_NAMES,
+            [
+                ("ROSS", "We were on a break!"),
+                ("Rachel", "No, we were not."),
+                (None, "Listen: this line has no speaker."),
+                ("Rachel", "Fine. Note: it is not fine."),
+                (None, "Hi. Hello."),
+            ],
+        ),
+    ],
+)
+def test_speakers_come_from_the_subtitles(tmp_path: Path, suffix: str, content: str, expected: list) -> None:
+    path = tmp_path / f"named{suffix}"
+    path.write_text(content, encoding="utf-8")
+    cues, _ = parse_subtitles(path)
+    assert [(c.speaker, c.text) for c in cues] == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ("ROSS: Hi.", ("ROSS", "Hi.")),
+        ("DR. GREEN: Sit down.", ("DR. GREEN", "Sit down.")),
+        ("MAN #2: Over here!", ("MAN #2", "Over here!")),
+        ("Mary Ellen O'Brien: Hello.", ("Mary Ellen O'Brien", "Hello.")),
+        ("ROSS : Salut.", ("ROSS", "Salut.")),
+        ("\u00c9MILE: Bonjour.", ("\u00c9MILE", "Bonjour.")),
+        ("Note: the shop is closed.", None),
+        ("SIGN: Central Perk", None),
+        ("So here's the thing: no.", None),
+        ("One Two Three Four: too many words", None),
+        ("ross: lower case", None),
+        ("ROSS:no space", None),
+        ("ROSS:", None),
+        ("10:30 is when we meet", None),
+        ("http://example.com", None),
+        ("A Very Long Name Indeed Surely: x", None),
+    ],
+)
+def test_name_prefix_takes_only_a_plausible_name(line: str, found: tuple | None) -> None:
+    from meldctl.analysis.speakers import name_prefix
+
+    assert name_prefix(line) == found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -197,3 +198,113 @@ def test_progress_in_a_log_is_a_plain_line_every_few_seconds(monkeypatch: pytest
     ]
     expected = "finding utterances in the audio: 1:30/5:00 of audio, 3.0x real time, ETA 1:10"
     assert rate_line("segment", 90, 300, 30) == expected
+
+
+def _unwritable(kind: str, tmp: Path) -> Path:
+    if kind == "a file":
+        return _write(tmp / "timeline.txt", b"not a folder")
+    if kind == "below a file":
+        return _write(tmp / "file", b"x") / "sub" / "out"
+    if kind == "a read-only folder":
+        if os.geteuid() == 0:  # root writes through permission bits: sysfs refuses even root
+            return Path("/sys/kernel")
+        folder = tmp / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    if kind == "an output name taken by a folder":
+        (tmp / "o" / "timeline.png").mkdir(parents=True)
+        return tmp / "o"
+    return Path(kind)  # /proc, /dev/null
+
+
+@pytest.mark.parametrize(
+    "kind", ["a file", "below a file", "/proc", "/dev/null", "a read-only folder", "an output name taken by a folder"]
+)
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(
+    kind: str,
+    trained_run: Path,
+    episode,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    out = _unwritable(kind, tmp_path)
+    result = runner.invoke(
+        app, ["analyze", str(episode.video), "--ckpt", str(trained_run / "best.pt"), "--out", str(out)]
+    )
+    error = _one_error(result)
+    assert str(out) in error and "cannot write" in error
+    assert "classifying" not in result.output and "checkpoint:" not in result.output  # refused before the work
+
+
+SPEAKERS = ["Rachel", "Ross", "Rachel", "Ross", None, "Rachel", "Ross", "Rachel"]
+
+
+def _ass(cues: list, names: list) -> str:
+    def t(seconds: float) -> str:
+        cs = round(seconds * 100)
+        return f"{cs // 360000}:{cs // 6000 % 60:02d}:{cs // 100 % 60:02d}.{cs % 100:02d}"
+
+    head = ["[Script Info]", "ScriptType: v4.00+", "", "[Events]",
+            "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text"]  # fmt: skip
+    lines = [
+        f"Dialogue: 0,{t(c.start)},{t(c.end)},Default,{n or ''},0,0,0,,{c.text}"
+        for c, n in zip(cues, names, strict=True)
+    ]
+    return "\n".join([*head, *lines, ""])
+
+
+def _vtt(cues: list, names: list) -> str:
+    from episode import srt_time
+
+    blocks = [
+        f"{srt_time(c.start).replace(',', '.')} --> {srt_time(c.end).replace(',', '.')}\n"
+        + (f"<v {n}>{c.text}</v>" if n else c.text)
+        for c, n in zip(cues, names, strict=True)
+    ]
+    return "WEBVTT\n\n" + "\n\n".join(blocks) + "\n"
+
+
+def _named_srt(cues: list, names: list) -> str:
+    from episode import srt_time
+
+    # Rachel in capitals (counts at once), Ross in mixed case (counts because he opens several cues).
+    said = [f"{n.upper() if n == 'Rachel' else n}: {c.text}" if n else c.text for c, n in zip(cues, names, strict=True)]
+    return "\n".join(
+        f"{k}\n{srt_time(c.start)} --> {srt_time(c.end)}\n{text}\n"
+        for k, (c, text) in enumerate(zip(cues, said, strict=True), 1)
+    )
+
+
+@pytest.mark.parametrize(("suffix", "write"), [(".ass", _ass), (".vtt", _vtt), (".srt", _named_srt)])
+def test_speakers_from_the_subtitles_reach_every_output(
+    suffix: str,
+    write,  # noqa: ANN001
+    trained_run: Path,
+    episode,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    import matplotlib.image
+    import pysubs2
+
+    subs = tmp_path / f"named{suffix}"
+    subs.write_text(write(episode.cues, SPEAKERS), encoding="utf-8")
+    out = tmp_path / "o"
+    args = ["analyze", str(episode.video), "--subtitles", str(subs), "--ckpt", str(trained_run / "best.pt")]
+    result = runner.invoke(app, [*args, "--out", str(out), "--by-speaker", "--json"])
+    assert result.exit_code == 0, result.output
+    expected = [n.upper() if n == "Rachel" and suffix == ".srt" else n for n in SPEAKERS]
+    data = json.loads((out / "timeline.json").read_text())
+    assert [row["speaker"] for row in data["utterances"]] == expected
+    assert [row["text"] for row in data["utterances"]] == [c.text for c in episode.cues]  # prefixes removed
+    assert [s["speaker"] for s in data["speakers"]] == [expected[0], expected[1], None]
+    assert [s["utterances"] for s in data["speakers"]] == [4, 3, 1]
+    rows = list(csv.DictReader((out / "timeline.csv").open(encoding="utf-8")))
+    assert [row["speaker"] for row in rows] == [n or "" for n in expected]
+    cues = pysubs2.load(str(out / "timeline.srt"))
+    assert cues[0].plaintext.startswith(f"{expected[0]}: [") and cues[4].plaintext.startswith("[")
+    split = matplotlib.image.imread(out / "timeline.png")  # [H, W, 4]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "whole")])
+    whole = matplotlib.image.imread(tmp_path / "whole" / "timeline.png")
+    assert split.shape[0] != whole.shape[0]  # a panel per speaker (3) instead of a band per emotion (7)
