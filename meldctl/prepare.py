@@ -1,7 +1,8 @@
 """`prepare`: from a MELD source to per-split manifests and 16 kHz mono WAVs under the data folder.
 
-Sources: `default` (the official archive, downloaded), a URL, a local archive or folder, or `sample` (the
-embedded sample). Every step is idempotent: a rerun keeps what is complete and finishes what is not.
+Sources: `default` (the official archive, downloaded), `labels` (only the three label CSVs, downloaded: a
+text-only dataset), a URL, a local archive or folder, or `sample` (the embedded sample). Every step is
+idempotent: a rerun keeps what is complete and finishes what is not.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from typing import Any
 from meldctl.data.download import download
 from meldctl.data.extract import extract_meld
 from meldctl.data.manifest import ManifestRow, Status, count_statuses, read_manifest, write_manifest
-from meldctl.data.meld import LabelRow, MeldLayout, find_layout, parse_clip_name, read_labels
+from meldctl.data.meld import (
+    CSV_NAMES,
+    LABEL_SHA256,
+    LabelRow,
+    MeldLayout,
+    find_layout,
+    parse_clip_name,
+    read_labels,
+)
 from meldctl.errors import DataError, DiskFullError, MediaError
 from meldctl.io import atomic_path, check_free_space, disk_full, remove_stale_temporaries, write_text_atomic
 from meldctl.media.ffmpeg import extract_audio, probe_clip
@@ -131,6 +140,28 @@ def _from_url(url: str, data: DataSettings, progress: Progress | None) -> Path:
     return _from_archive(result.path, data.data_dir, progress)
 
 
+_LABELS_HINT = (
+    "set data.labels_url (MELDCTL_DATA__LABELS_URL, or labels_url in meldctl.toml's [data]) to a mirror of the "
+    "label CSVs, or put the CSVs in a folder and use --source FOLDER"
+)
+
+
+def _labels_only(data: DataSettings, progress: Progress | None) -> Path:
+    """Download the label CSVs of `data.splits` from `data.labels_url`, each checked against its published
+    SHA-256; the folder holding them (a text-only MELD layout)."""
+    folder = data.data_dir / "raw" / "labels"
+    base = data.labels_url.rstrip("/") + "/"
+    for split in data.splits:
+        download(
+            base + CSV_NAMES[split],
+            folder / CSV_NAMES[split],
+            sha256=LABEL_SHA256[split],
+            hint=_LABELS_HINT,
+            progress=lambda done, total, split=split: _notify(progress, PrepareEvent("download", done, total, split)),
+        )
+    return folder
+
+
 def resolve_source(data: DataSettings, progress: Progress | None = None) -> Path:
     """Turn `data.source` into a folder holding a MELD layout, downloading and extracting as needed.
 
@@ -142,6 +173,8 @@ def resolve_source(data: DataSettings, progress: Progress | None = None) -> Path
         return sample_dir()
     if source == "default":
         return _from_url(data.mirror or data.url, data, progress)
+    if source == "labels":
+        return _labels_only(data, progress)
     if source.startswith(("http://", "https://")):
         return _from_url(source, data, progress)
     path = Path(source).expanduser()
@@ -150,8 +183,9 @@ def resolve_source(data: DataSettings, progress: Progress | None = None) -> Path
     if path.is_file():
         return _from_archive(path, data.data_dir, progress)
     raise DataError(
-        f"source {source!r} is neither default, sample, a URL, nor an existing file or folder",
-        hint="use --source default|sample|URL|PATH (PATH: MELD.Raw.tar.gz, an extracted folder, or the three CSVs)",
+        f"source {source!r} is neither default, sample, labels, a URL, nor an existing file or folder",
+        hint="use --source default|sample|labels|URL|PATH (PATH: MELD.Raw.tar.gz, an extracted folder, or the "
+        "three CSVs)",
     )
 
 

@@ -22,6 +22,10 @@ from meldctl.model.config import ModelConfig, PreprocessConfig, setting_fields, 
 ENV_PREFIX = "MELDCTL_"
 DEFAULT_CONFIG_FILE = Path("meldctl.toml")
 MELD_URL = "http://web.eecs.umich.edu/~mihalcea/downloads/MELD.Raw.tar.gz"
+# The label CSVs in the dataset's public repository, at the commit whose digests meldctl.data.meld records.
+MELD_LABELS_URL = (
+    "https://raw.githubusercontent.com/declare-lab/MELD/2d2011b409d3ca2d7e94460cd007d434b1d0a102/data/MELD/"
+)
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -34,10 +38,16 @@ class DataSettings(_Section):
     """Where the dataset lives and how `prepare` builds it."""
 
     data_dir: Path = Field(Path("data"), description="Folder for the archive, clips, audio, manifests, cache.")
-    source: str = Field("default", description="What `prepare` reads: default, sample, a URL or a local path.")
+    source: str = Field(
+        "default", description="What `prepare` reads: default, sample, labels (the CSVs only), a URL or a local path."
+    )
     url: str = Field(MELD_URL, description="Official MELD.Raw.tar.gz address used by the default source.")
     mirror: str | None = Field(None, description="Another host for MELD.Raw.tar.gz; replaces `url`.")
     sha256: str | None = Field(None, description="Expected SHA-256 of the downloaded archive (optional).")
+    labels_url: str = Field(
+        MELD_LABELS_URL,
+        description="Base URL of the three label CSVs for `--source labels` (their names are appended); a mirror.",
+    )
     splits: CommaList = Field(["train", "dev", "test"], description="Splits to prepare and use.")
     workers: int = Field(0, ge=0, description="Parallel FFmpeg processes in prepare; 0 means one per core.")
     max_clip_seconds: float = Field(

@@ -61,7 +61,9 @@ def _table(summary) -> Table:  # noqa: ANN001  (a meldctl.prepare.PrepareSummary
 
 
 def prepare(
-    source: Annotated[str | None, typer.Option(help="default, sample, a URL, or a local archive/folder.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="default, sample, labels (the CSVs only), a URL, or a local archive/folder.")
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder for clips, audio and manifests.")] = None,
     splits: Annotated[str | None, typer.Option(help="Comma-separated splits, e.g. train,dev,test.")] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="Parallel FFmpeg processes (0: one per core).")] = None,

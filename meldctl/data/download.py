@@ -61,10 +61,10 @@ def total_size(status: int, headers: http.client.HTTPMessage | dict[str, str], o
     return None
 
 
-def _unreachable(url: str, exc: BaseException) -> DataError:
+def _unreachable(url: str, exc: BaseException, hint: str | None) -> DataError:
     return DataError(
         f"cannot reach {url} ({exc}); are you offline?",
-        hint="download MELD.Raw.tar.gz elsewhere and run: meldctl prepare --source PATH (or --mirror URL)",
+        hint=hint or "download MELD.Raw.tar.gz elsewhere and run: meldctl prepare --source PATH (or --mirror URL)",
     )
 
 
@@ -74,7 +74,7 @@ def _is_offline(exc: BaseException) -> bool:
     return isinstance(reason, socket.gaierror | ConnectionRefusedError)
 
 
-def _fetch_once(url: str, part: Path, progress: ByteProgress | None, timeout_s: float) -> int | None:
+def _fetch_once(url: str, part: Path, progress: ByteProgress | None, timeout_s: float, hint: str | None) -> int | None:
     """Append the rest of `url` to `part`; returns the total size (None: unknown). Raises on a cut."""
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "meldctl", **range_header(offset)})
@@ -83,7 +83,7 @@ def _fetch_once(url: str, part: Path, progress: ByteProgress | None, timeout_s: 
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset > 0:  # nothing left to send: the part file is already whole
             return offset
-        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}", hint=hint) from None
     with response:
         if response.status != 206:
             offset = 0  # the server ignored Range: start over rather than append a second copy
@@ -111,13 +111,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(part: Path, url: str, total: int | None, sha256: str | None) -> None:
+def _verify(part: Path, url: str, total: int | None, sha256: str | None, hint: str | None) -> None:
     size = part.stat().st_size
     if total is not None and size != total:
         raise DataError(f"{url}: got {size} bytes, the server announced {total}", hint="run the same command again")
     if sha256 and sha256_of(part).lower() != sha256.lower():
-        part.unlink()
-        raise DataError(f"{url}: SHA-256 does not match {sha256}", hint="check --sha256, or try another --mirror")
+        part.unlink()  # nothing of a file that is not the one expected is kept
+        raise DataError(
+            f"{url}: SHA-256 does not match {sha256}", hint=hint or "check --sha256, or try another --mirror"
+        )
 
 
 def download(
@@ -129,6 +131,7 @@ def download(
     backoff_s: float = 2.0,
     timeout_s: float = 60.0,
     progress: ByteProgress | None = None,
+    hint: str | None = None,
 ) -> DownloadResult:
     """Download `url` to `dest`, resuming `dest.part` if an earlier attempt left one.
 
@@ -140,6 +143,8 @@ def download(
         backoff_s: First wait between attempts; doubles each time.
         timeout_s: Socket timeout of one attempt.
         progress: Called as bytes arrive.
+        hint: What to tell the user when the file cannot be had from `url` (offline, an HTTP error, a checksum
+            mismatch, repeated failures); the default names the MELD archive's options.
 
     Raises:
         DataError: offline, an HTTP error, a size or checksum mismatch, or too many failed attempts.
@@ -154,18 +159,18 @@ def download(
     while failures < retries:
         before = part.stat().st_size if part.exists() else 0
         try:
-            total = _fetch_once(url, part, progress, timeout_s)
+            total = _fetch_once(url, part, progress, timeout_s, hint)
         except _TRANSIENT as exc:
             if _is_offline(exc) and before == 0:
-                raise _unreachable(url, exc) from None
+                raise _unreachable(url, exc, hint) from None
             gained = (part.stat().st_size if part.exists() else 0) > before
             failures, last_error = (0 if gained else failures) + 1, exc
             time.sleep(backoff_s * 2 ** (failures - 1))
             continue
-        _verify(part, url, total, sha256)
+        _verify(part, url, total, sha256, hint)
         part.replace(dest)
         return DownloadResult(dest, dest.stat().st_size, resumed_from, downloaded=True)
     raise DataError(
         f"{url}: download failed {retries} times in a row ({last_error})",
-        hint="run the same command again to resume, or use --mirror URL / --source PATH",
+        hint=hint or "run the same command again to resume, or use --mirror URL / --source PATH",
     )

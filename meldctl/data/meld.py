@@ -15,6 +15,14 @@ from meldctl.errors import DataError
 from meldctl.labels import EMOTIONS, SENTIMENTS
 
 CSV_NAMES: dict[str, str] = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
+LABELS_COMMIT = "2d2011b409d3ca2d7e94460cd007d434b1d0a102"
+"""The commit of declare-lab/MELD whose `data/MELD/` label CSVs `prepare --source labels` downloads."""
+LABEL_SHA256: dict[str, str] = {
+    "train": "d2fa2d6529cf03cac2989efec05c9b27d8fd2f4c8fc5974c7ae88aa537fa02db",
+    "dev": "2e89c6f8aa182d6f62f8c6331aece905ac7273ca4999660bfb5213e1d0370c1c",
+    "test": "8d37103938f7067600839fe29d5a114a6cd1bcdafb75bec101e06464c5006888",
+}
+"""The SHA-256 of each split's label CSV at `LABELS_COMMIT` (UTF-8, CRLF)."""
 CLIP_FOLDERS: dict[str, str] = {
     "train": "train_splits",
     "dev": "dev_splits_complete",
@@ -172,12 +180,22 @@ def parse_labels(text: str, source: str) -> list[LabelRow]:
             `source` and the line.
     """
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [name for name in COLUMNS if name not in (reader.fieldnames or [])]
+    try:
+        columns = reader.fieldnames or []
+    except csv.Error as exc:
+        raise DataError(f"{source}: not a MELD label CSV ({exc})", hint="fix or replace the label file") from None
+    missing = [name for name in COLUMNS if name not in columns]
     if missing:
         raise DataError(f"{source}: not a MELD label CSV (missing columns {', '.join(missing)})")
     rows: list[LabelRow] = []
     first_line: dict[str, int] = {}
-    for row in reader:
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:  # a malformed quote, a field over the csv module's size limit
+            raise DataError(f"{source}:{reader.line_num}: {exc}", hint="fix or replace the label file") from None
+        if row is None:
+            break
         line = reader.line_num
         try:
             utterance = _label_row(row, line)

@@ -45,7 +45,7 @@ def test_a_source_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["prepare", "--source", str(tmp_path / "nope"), "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "Error:" in result.output and "Traceback" not in result.output
-    assert "--source default|sample|URL|PATH" in result.output
+    assert "--source default|sample|labels|URL|PATH" in result.output
 
 
 def test_bad_csv_is_one_line_naming_file_and_line(tmp_path: Path) -> None:

@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 from meld_fixtures import csv_text, write_csv
 
-from meldctl.data.meld import find_layout, parse_clip_name, parse_labels, parse_timestamp, read_labels, repair_text
+from meldctl.data.meld import (
+    COLUMNS,
+    find_layout,
+    parse_clip_name,
+    parse_labels,
+    parse_timestamp,
+    read_labels,
+    repair_text,
+)
 from meldctl.errors import DataError
 from meldctl.labels import EMOTIONS
 from meldctl.prepare import sample_dir
@@ -107,3 +115,9 @@ def test_embedded_sample_has_every_emotion_in_train() -> None:
         keys = {row.key for row in read_labels(layout.csvs[split])}
         assert folder is not None and {p.stem for p in folder.glob("*.mp4")} == keys
     assert sum(p.stat().st_size for p in sample_dir().rglob("*") if p.is_file()) < 5_000_000
+
+
+def test_a_field_over_the_csv_limit_is_one_error() -> None:
+    text = ",".join(COLUMNS) + '\r\n"' + "x" * 200_000 + '",Ross,joy,positive,0,0,1,1,,\r\n'
+    with pytest.raises(DataError, match=r"huge.csv:\d+: field larger than field limit"):
+        parse_labels(text, "huge.csv")
