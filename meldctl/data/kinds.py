@@ -240,12 +240,10 @@ class TextKind(FeatureKind):
 
     @torch.no_grad()
     def encode(self, rows: list[ManifestRow], numbers: list[int], ctx: Any, batch_size: int = 128) -> Iterator[Encoded]:
-        from meldctl.model.text import tokenize
+        from meldctl.model.text import token_lengths, tokenize
 
         limit = ctx.preprocess.max_tokens
-        lengths = [
-            len(ids) for ids in ctx.tokenizer([r.text for r in rows], truncation=True, max_length=limit)["input_ids"]
-        ]
+        lengths = token_lengths(ctx.tokenizer, [r.text for r in rows], limit)
         # Sorting by length makes each batch pad to a similar length: far fewer wasted tokens than in manifest
         # order, where one long utterance pads its whole batch.
         order = sorted(range(len(rows)), key=lengths.__getitem__)
