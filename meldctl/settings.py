@@ -7,6 +7,7 @@ section (`settings.train`, ...) to the code below them.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ MELD_LABELS_URL = (
 )
 
 CommaList = Annotated[list[str], NoDecode]
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class _Section(BaseModel):
@@ -173,6 +175,43 @@ class RemoteSettings(_Section):
     tensorboard_dir: str = Field("/opt/ml/output/tensorboard", description="TensorBoard folder inside the job.")
 
 
+class ServeSettings(_Section):
+    """`meldctl serve`: the device, request limits, batching, and the S3 prefixes it may read."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available.")
+    max_upload_mb: float = Field(100.0, gt=0, description="Largest clip accepted, in MB (413 above).")
+    max_batch: int | None = Field(
+        None, ge=1, le=512, description="Most requests in one forward (unset: 8 on a GPU, 1 on the CPU)."
+    )
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long a decoded request may wait for others being decoded.")
+    workers: int = Field(0, ge=0, le=64, description="Threads decoding clips (0: one per core, 2 to 8).")
+    timeout_s: float = Field(60.0, gt=0, description="Time limit of one request in seconds, upload included (504).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time a connection has to send a request's headers before it is closed."
+    )
+    max_pending: int = Field(64, ge=1, description="Requests in progress at once (503 above).")
+    allow_s3: CommaList = Field(
+        [],
+        description="BUCKET or BUCKET/PREFIX that clip_s3 and video_s3 may read (comma-separated); none: refused.",
+    )
+    max_video_mb: float = Field(1024.0, gt=0, description="Largest video /analyze accepts, in MB (413 above).")
+    max_video_minutes: float = Field(30.0, gt=0, description="Longest video /analyze accepts, in minutes (422 above).")
+
+    _split_allow_s3 = field_validator("allow_s3", mode="before")(split_commas)
+
+    @field_validator("allow_s3")
+    @classmethod
+    def _bucket_prefixes(cls, value: list[str]) -> list[str]:
+        out = []
+        for entry in value:
+            plain = entry.strip().removeprefix("s3://")
+            bucket = plain.split("/", 1)[0]
+            if not _BUCKET.fullmatch(bucket):
+                raise ValueError(f"{entry!r} is not BUCKET or BUCKET/PREFIX (an S3 bucket name, then a key prefix)")
+            out.append(plain)
+        return out
+
+
 class Settings(BaseSettings):
     """All settings. Build it with `load_settings()`, never directly."""
 
@@ -182,6 +221,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
     remote: RemoteSettings = RemoteSettings()
+    serve: ServeSettings = ServeSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # noqa: ANN001
@@ -194,6 +234,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "model": ModelSettings,
     "train": TrainSettings,
     "remote": RemoteSettings,
+    "serve": ServeSettings,
 }
 
 

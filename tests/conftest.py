@@ -15,7 +15,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # than two workers' threads spinning against each other on the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from helpers import copy_prepared, make_tiny_bert, small_settings  # noqa: E402
+from helpers import copy_prepared, make_tiny_bert, train_small  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -58,15 +58,6 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def prepared_copy(sample_data: Path, tmp_path: Path) -> Path:
     """A private copy of the prepared sample, without any feature cache."""
     return copy_prepared(sample_data, tmp_path / "data")
-
-
-def train_small(sample_data: Path, tiny_bert: Path, folder: Path, **model: object) -> Path:
-    """Train one epoch on a copy of the sample in `folder`; return the run folder (data is beside it)."""
-    from meldctl.training.trainer import run_training
-
-    settings = small_settings(copy_prepared(sample_data, folder / "data"), tiny_bert, model=model, train={"epochs": 1})
-    run_training(settings.data, settings.model, settings.train, run_dir=folder / "run")
-    return folder / "run"
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,15 @@ def small_settings(data_dir: Path, tiny_bert: Path, *, model: dict | None = None
     )
 
 
+def train_small(sample_data: Path, tiny_bert: Path, folder: Path, **model: object) -> Path:
+    """Train one epoch on a copy of the sample in `folder`; return the run folder (data is beside it)."""
+    from meldctl.training.trainer import run_training
+
+    settings = small_settings(copy_prepared(sample_data, folder / "data"), tiny_bert, model=model, train={"epochs": 1})
+    run_training(settings.data, settings.model, settings.train, run_dir=folder / "run")
+    return folder / "run"
+
+
 def tar_gz_bytes(files: dict[str, bytes]) -> bytes:
     """An in-memory .tar.gz holding `files` ({member name: content})."""
     import io

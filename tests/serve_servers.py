@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from aws_servers import _shared, free_port
+from typer.testing import CliRunner
 
 MELDCTL = Path(sys.executable).parent / "meldctl"
 
@@ -103,12 +105,13 @@ def start_thread_server(app) -> ThreadServer:  # noqa: ANN001
 
 def shared_server(request: pytest.FixtureRequest, trained_run: Path, factory: pytest.TempPathFactory) -> ServeProcess:
     """One `meldctl serve` process for the whole session (whichever module asks first): the sample checkpoint,
-    1 MB uploads, batches of up to 4. The batch wait is long (2 s) so that concurrent requests reliably share
-    batches; a lone request never waits for it (nothing else is being decoded)."""
+    1 MB uploads, batches of up to 8, 2 s for a request's headers. The batch wait is long (2 s) so that
+    concurrent requests reliably share batches; a lone request never waits for it (nothing else is being
+    decoded)."""
 
     def start() -> ServeProcess:
-        args = [str(trained_run / "best.pt"), "--device", "cpu", "--max-upload-mb", "1", "--max-batch", "4",
-                "--batch-wait-ms", "2000", "--workers", "2"]  # fmt: skip
+        args = [str(trained_run / "best.pt"), "--device", "cpu", "--max-upload-mb", "1", "--max-batch", "8",
+                "--batch-wait-ms", "2000", "--workers", "2", "--header-timeout", "2"]  # fmt: skip
         return start_serve(args, factory.mktemp("serve"))
 
     return _shared(request, "serve", start)
@@ -117,3 +120,28 @@ def shared_server(request: pytest.FixtureRequest, trained_run: Path, factory: py
 def sample_test_clips(trained_run: Path) -> list[Path]:
     """The sample's test clips (14), as `meldctl prepare` wrote them."""
     return sorted((trained_run.parent / "data" / "clips" / "test").glob("*.mp4"))
+
+
+def post_clip(url: str, clip: Path | None, text: str | None, *, filename: str | None = None, route: str = "/predict"):
+    """POST the multipart form a browser or `curl -F clip=@CLIP -F text=TEXT` sends."""
+    files = {"clip": (filename or clip.name, clip.read_bytes(), "video/mp4")} if clip is not None else None
+    data = {"text": text} if text is not None else None
+    return requests.post(url + route, files=files, data=data, timeout=120)
+
+
+def cli_predict(clip: Path, text: str, ckpt: Path, monkeypatch: pytest.MonkeyPatch):
+    """`meldctl predict CLIP --text TEXT --json`, run beside the clip so that it names the clip as the upload does."""
+    monkeypatch.chdir(clip.parent)
+    from meldctl.cli import app
+
+    args = ["predict", clip.name, "--text", text, "--ckpt", str(ckpt), "--json", "--device", "cpu"]
+    return CliRunner().invoke(app, args)
+
+
+def assert_error(response: requests.Response, status: int, fragment: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["error"] and isinstance(body["error"], str)
+    assert "\n" not in body["error"] and "Traceback" not in body["error"]
+    assert fragment in body["error"], body["error"]

@@ -1,8 +1,9 @@
-"""The HTTP app: `/ping`, `/health`, `/predict`, `/invocations`, the page at `/` and offline docs at `/docs`.
+"""The HTTP app: `/ping`, `/health`, `/predict`, `/analyze`, `/invocations`, a page at `/`, offline docs at `/docs`.
 
 Every answer is JSON (the page and the docs aside); every refusal is `{"error": "one sentence"}` with a 4xx
 status (5xx only for the server's own failures: a time limit, too many requests, the model failing), never a
-traceback. `/predict` answers exactly what `meldctl predict --json` prints for the same clip and text.
+traceback. `/predict` answers what `meldctl predict --json` prints for the same clip and text, `/analyze` what
+`meldctl analyze --json` prints for the same video and subtitles.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,52 +28,52 @@ from starlette.requests import ClientDisconnect
 
 from meldctl import __version__
 from meldctl.errors import MeldError
+from meldctl.serving.analyze import (
+    AnalyzeRequest,
+    VideoLimits,
+    VideoRequest,
+    analyze_video,
+    asks_for_analysis,
+    scrub,
+    video_from_form,
+    video_from_json,
+)
 from meldctl.serving.batcher import Batcher, ModelError
+from meldctl.serving.forms import Form, FormSpec, read_form
+from meldctl.serving.s3access import FetchS3, S3Access
 from meldctl.serving.uploads import (
     ClipRequest,
-    FetchS3,
     InvocationRequest,
     Limits,
     RequestError,
     check_length,
+    clip_from_json,
+    clip_request,
     content_type,
-    read_json,
-    read_multipart,
+    json_targets,
+    read_json_body,
     read_urlencoded,
 )
+from meldctl.settings import ServeSettings
 
 TOP_K = 3
 """Emotions listed in `top_emotions`: what `meldctl predict --json` shows by default."""
 TEMP_PREFIX = "meldctl-serve-"
 """Each request's temporary folder is `$TMPDIR/meldctl-serve-*`, removed before the answer is sent."""
-ROUTES = "GET /, /ping, /health, /docs, /openapi.json and POST /predict, /invocations"
+ROUTES = "GET /, /ping, /health, /docs, /openapi.json and POST /predict, /analyze, /invocations"
 log = logging.getLogger("meldctl.serve")
 
 
-@dataclass(frozen=True)
-class ServeOptions:
-    """How the server treats requests.
-
-    Attributes:
-        max_upload_mb: The largest clip accepted (413 above it).
-        max_batch: The most requests in one forward; None: 8 on a GPU, 1 on the CPU (where a batch of R3D-18
-            clips costs more than the same clips one by one, see docs/benchmarks.md).
-        max_wait_ms: How long a decoded request may wait for others still being decoded.
-        workers: Threads decoding clips.
-        timeout_s: Time limit of one request, upload included (504 after it).
-        max_pending: Requests in progress at once (503 above it).
-    """
-
-    max_upload_mb: float = 100.0
-    max_batch: int | None = None
-    max_wait_ms: float = 5.0
-    workers: int = 2
-    timeout_s: float = 60.0
-    max_pending: int = 64
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(clip_bytes=int(self.max_upload_mb * 2**20))
+def resolved(settings: ServeSettings, device_type: str, cpus: int) -> ServeSettings:
+    """`settings` with the values left to the machine filled in: the batch size (8 on a GPU, 1 on the CPU, where
+    a batch of R3D-18 clips costs more than the same clips one by one, see docs/benchmarks.md) and the decoding
+    threads (one per core, 2 to 8)."""
+    update: dict[str, Any] = {}
+    if settings.max_batch is None:
+        update["max_batch"] = 8 if device_type == "cuda" else 1
+    if not settings.workers:
+        update["workers"] = min(8, max(2, cpus))
+    return settings.model_copy(update=update)
 
 
 class ErrorBody(BaseModel):
@@ -94,48 +96,85 @@ class PredictionBody(BaseModel):
     warnings: list[str] | None = None
 
 
+class TimelineBody(BaseModel):
+    """A whole video's timeline, as `meldctl analyze --json` prints it (docs/analyze.md describes each field)."""
+
+    video: str
+    duration: float
+    segmentation: dict[str, Any]
+    checkpoint: str
+    modalities: list[str]
+    labels: dict[str, list[str]]
+    summary: list[dict[str, Any]]
+    utterances: list[dict[str, Any]]
+    warnings: list[str]
+    seconds: dict[str, float]
+    meldctl_version: str
+
+
 @dataclass
 class _State:
     predictor: Any
     batcher: Batcher
-    options: ServeOptions
-    fetch_s3: FetchS3 | None
+    settings: ServeSettings
+    s3: S3Access
     inflight: int = 0
 
+    @property
+    def limits(self) -> Limits:
+        return Limits(clip_bytes=int(self.settings.max_upload_mb * 2**20))
 
-_FORM = {
-    "type": "object",
-    "properties": {
-        "clip": {"type": "string", "format": "binary", "description": "The clip (any container FFmpeg reads)."},
-        "text": {"type": "string", "description": "The utterance text."},
-    },
-}
+    @property
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(int(self.settings.max_video_mb * 2**20), self.settings.max_video_minutes)
+
+
+def _schema(*properties: tuple[str, str, bool]) -> dict[str, Any]:
+    """A multipart form's schema from (field, description, is a file)."""
+    return {
+        "type": "object",
+        "properties": {
+            name: {"type": "string", "description": what, **({"format": "binary"} if file else {})}
+            for name, what, file in properties
+        },
+    }
+
+
+_FORM = _schema(("clip", "The clip (any container FFmpeg reads).", True), ("text", "The utterance text.", False))
+_VIDEO_FORM = _schema(
+    ("video", "The video (any container FFmpeg reads).", True),
+    ("subtitles", "Its subtitles: an SRT, WebVTT or ASS file.", True),
+    ("segment", "auto, subtitles, asr or vad.", False),
+)
 _REFUSALS = {
     status: {"model": ErrorBody, "description": what}
     for status, what in {
-        400: "A malformed request: multipart form, JSON, base64, an unknown field, an unreadable clip_s3.",
-        413: "The clip is over --max-upload-mb.",
+        400: "A malformed request: multipart form, JSON, base64, an unknown field, an unreadable S3 object.",
+        403: "An S3 object outside the prefixes the server may read (--allow-s3).",
+        413: "A clip over --max-upload-mb, a video over --max-video-mb, a text over 64 KiB.",
         415: "Neither multipart/form-data nor application/json.",
-        422: "Input the model cannot use: not a video, no audio stream, no text for a text model.",
+        422: "Input the model cannot use: not a video, no audio stream, no text for a text model, too long.",
         503: "Too many requests in progress.",
         504: "The request ran past the time limit.",
     }.items()
 }
 
 
-def build_app(predictor: Any, options: ServeOptions, *, fetch_s3: FetchS3 | None = None) -> FastAPI:
+def build_app(predictor: Any, settings: ServeSettings, *, fetch_s3: FetchS3 | None = None) -> FastAPI:
     """The FastAPI app serving `predictor` (a loaded `meldctl.inference.Predictor`).
 
     Args:
         predictor: The model, loaded once.
-        options: Limits, batching and decoding threads.
-        fetch_s3: How to fetch a `clip_s3` object (None: refuse them).
+        settings: Limits, batching, decoding threads and the S3 prefixes requests may name.
+        fetch_s3: How to fetch an S3 object under those prefixes (None: refuse them).
     """
-    if options.max_batch is None:
-        options = replace(options, max_batch=8 if predictor.device.type == "cuda" else 1)
-    assert options.max_batch is not None
-    workers = max(1, options.workers)
-    batcher = Batcher(predictor, max_batch=options.max_batch, max_wait_s=options.max_wait_ms / 1000, workers=workers)
+    import os
+
+    settings = resolved(settings, predictor.device.type, os.cpu_count() or 1)
+    assert settings.max_batch is not None
+    batcher = Batcher(
+        predictor, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_ms / 1000, workers=settings.workers
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,12 +185,12 @@ def build_app(predictor: Any, options: ServeOptions, *, fetch_s3: FetchS3 | None
     app = FastAPI(
         title="meldctl serve",
         version=__version__,
-        summary="Emotion and sentiment of an utterance (clip and text) from a meldctl checkpoint.",
+        summary="Emotion and sentiment of an utterance (clip and text) or a whole video, from a meldctl checkpoint.",
         lifespan=lifespan,
         docs_url=None,  # FastAPI's docs page loads Swagger UI from a CDN; /docs below works offline
         redoc_url=None,
     )
-    app.state.serve = _State(predictor, batcher, options, fetch_s3)
+    app.state.serve = _State(predictor, batcher, settings, S3Access(tuple(settings.allow_s3), fetch_s3))
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
@@ -159,18 +198,19 @@ def build_app(predictor: Any, options: ServeOptions, *, fetch_s3: FetchS3 | None
     return app
 
 
+def _body(form: dict[str, Any], json_model: type[BaseModel] | None = None) -> dict[str, Any]:
+    content: dict[str, Any] = {"multipart/form-data": {"schema": form}}
+    if json_model is not None:
+        content["application/json"] = {"schema": json_model.model_json_schema()}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def _add_routes(app: FastAPI) -> None:
     page, docs = _static("index.html"), _static("docs.html")
-    predict_body = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM}}}}
-    invocation_body = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {"schema": _FORM},
-                "application/json": {"schema": InvocationRequest.model_json_schema()},
-            },
-        }
-    }
+    invocation_form = {"oneOf": [_FORM, _VIDEO_FORM]}
+    invocation_body = _body(invocation_form)
+    invocation_json = {"oneOf": [InvocationRequest.model_json_schema(), AnalyzeRequest.model_json_schema()]}
+    invocation_body["requestBody"]["content"]["application/json"] = {"schema": invocation_json}
 
     @app.get("/ping", summary="Health check: 200 once the model is loaded", responses={503: {"model": ErrorBody}})
     async def ping(request: Request) -> JSONResponse:
@@ -181,30 +221,48 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/health", summary="The checkpoint, its modalities and labels, the device, batching so far")
     async def health(request: Request) -> JSONResponse:
         state = _state(request)
-        serving = {**asdict(state.options), "inflight": state.inflight, "batches": state.batcher.stats.to_json()}
+        serving = {
+            **state.settings.model_dump(mode="json"),
+            "inflight": state.inflight,
+            "batches": state.batcher.stats.to_json(),
+        }
         return JSONResponse({**state.predictor.describe(), "serving": serving})
 
     @app.post(
         "/predict",
         summary="Predict from a multipart form: clip (file) and text",
-        description="Answers exactly what `meldctl predict CLIP --text TEXT --json` prints; `clip` is the "
+        description="Answers what `meldctl predict CLIP --text TEXT --json` prints; `clip` is the "
         "uploaded file's name. A text-only checkpoint needs no clip.",
-        openapi_extra=predict_body,
+        openapi_extra=_body(_FORM),
         responses={200: {"model": PredictionBody}, **_REFUSALS},
     )
     async def predict(request: Request) -> JSONResponse:
-        return await _answer(request, _read_form)
+        return await _answer(request, _predict_form)
+
+    @app.post(
+        "/analyze",
+        summary="Analyse a whole video: multipart (video, subtitles, segment) or JSON (video_s3 or video_b64)",
+        description="Answers what `meldctl analyze VIDEO --json` prints (`video` is the uploaded file's name). "
+        'JSON: `{"video_s3": "s3://bucket/key.mp4", "subtitles_text": "...", "segment": "auto"}`; the seed '
+        "endpoint's `video_path` is taken as `video_s3`. Long videos belong to an async endpoint.",
+        openapi_extra=_body(_VIDEO_FORM, AnalyzeRequest),
+        responses={200: {"model": TimelineBody}, **_REFUSALS},
+    )
+    async def analyze(request: Request) -> JSONResponse:
+        return await _answer(request, _analyze_request)
 
     @app.post(
         "/invocations",
-        summary="SageMaker's inference route: the multipart form, or JSON with clip_b64 or clip_s3",
-        description='JSON: `{"text": "...", "clip_b64": "<base64>", "clip_name": "x.mp4"}` or '
-        '`{"text": "...", "clip_s3": "s3://bucket/key.mp4"}` (fetched by the server, for large clips).',
+        summary="SageMaker's inference route: /predict's form or JSON with clip_b64 or clip_s3; "
+        "a body with video_s3, video_b64 or video_path is analysed as /analyze does",
+        description='JSON: `{"text": "...", "clip_b64": "<base64>", "clip_name": "x.mp4"}`, '
+        '`{"text": "...", "clip_s3": "s3://bucket/key.mp4"}` (fetched by the server, for large clips), or '
+        '`{"video_path": "s3://bucket/episode.mp4"}` (a whole video).',
         openapi_extra=invocation_body,
-        responses={200: {"model": PredictionBody}, **_REFUSALS},
+        responses={200: {"model": PredictionBody | TimelineBody}, **_REFUSALS},
     )
     async def invocations(request: Request) -> JSONResponse:
-        return await _answer(request, _read_invocation)
+        return await _answer(request, _invocation)
 
     @app.get("/", response_class=HTMLResponse, summary="A page to try the model in a browser")
     async def index() -> HTMLResponse:
@@ -215,66 +273,113 @@ def _add_routes(app: FastAPI) -> None:
         return HTMLResponse(docs)
 
 
-Reader = Callable[[Request, Path], Awaitable[ClipRequest]]
+Work = Callable[[Request, Path], Awaitable[dict[str, Any]]]
 
 
-async def _answer(request: Request, read: Reader) -> JSONResponse:
-    """Read the request into a temporary folder, predict, remove the folder, answer; within the time limit."""
+async def _answer(request: Request, work: Work) -> JSONResponse:
+    """Read the request into a temporary folder, do the work, remove the folder, answer; within the time limit."""
     state = _state(request)
-    if state.inflight >= state.options.max_pending:
+    if state.inflight >= state.settings.max_pending:
         return _error(503, f"the server is busy with {state.inflight} requests; retry shortly", retry_after=1)
     state.inflight += 1
-    clip: ClipRequest | None = None
     try:
-        async with asyncio.timeout(state.options.timeout_s):
+        async with asyncio.timeout(state.settings.timeout_s):
             with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, ignore_cleanup_errors=True) as folder:
-                clip = await read(request, Path(folder))
-                prediction = await state.batcher.predict(clip.clip, clip.text, name=clip.name)
+                answer = await work(request, Path(folder))
     except TimeoutError:
-        return _error(504, f"the request took longer than the server's limit of {state.options.timeout_s:g} s")
+        return _error(504, f"the request took longer than the server's limit of {state.settings.timeout_s:g} s")
     except RequestError as exc:
         return _error(exc.status, exc.message)
     except ClientDisconnect:
         return _error(400, "the client disconnected before the request body was complete")
     except ModelError as exc:
         return _error(500, f"the model failed: {exc}")
-    except MeldError as exc:
-        return _error(422, _without_paths(exc.message, clip))
     finally:
         state.inflight -= 1
-    return JSONResponse(prediction.to_json(TOP_K))
+    return JSONResponse(answer)
 
 
-async def _read_form(request: Request, folder: Path) -> ClipRequest:
-    kind, options = content_type(request.headers)
-    if kind == "application/x-www-form-urlencoded":
-        return await read_urlencoded(request.stream(), _state(request).options.limits)
-    if kind != "multipart/form-data":
-        raise RequestError(
-            415, f"send multipart/form-data with the fields clip and text, not {kind or 'no content type'}"
+async def _predict(request: Request, clip: ClipRequest) -> dict[str, Any]:
+    try:
+        prediction = await _state(request).batcher.predict(clip.clip, clip.text, name=clip.name)
+    except MeldError as exc:
+        raise RequestError(422, _without_paths(exc.message, clip)) from None
+    return prediction.to_json(TOP_K)
+
+
+async def _analyze(request: Request, video: VideoRequest) -> dict[str, Any]:
+    state = _state(request)
+    cancelled = threading.Event()
+    try:
+        return await asyncio.to_thread(
+            analyze_video, video, state.predictor, state.batcher.run_blocking, state.video_limits, cancelled
         )
+    except MeldError as exc:
+        raise RequestError(422, scrub(exc.message, video.renames())) from None
+    finally:
+        cancelled.set()  # a request past its time limit stops its analysis at the next progress step
+
+
+async def _predict_form(request: Request, folder: Path) -> dict[str, Any]:
+    kind, _ = content_type(request.headers)
+    if kind == "application/x-www-form-urlencoded":
+        return await _predict(request, await read_urlencoded(request.stream(), _state(request).limits))
+    return await _predict(request, clip_request(await _read_multipart(request, folder, _state(request).limits.form)))
+
+
+async def _read_multipart(request: Request, folder: Path, spec: FormSpec) -> Form:
+    kind, options = content_type(request.headers)
+    if kind != "multipart/form-data":
+        sent = kind or "no content type"
+        raise RequestError(415, f"send multipart/form-data with the fields {spec.describe()}, not {sent}")
     if not options.get("boundary"):
         raise RequestError(400, "the multipart/form-data content type has no boundary")
-    limits = _state(request).options.limits
-    check_length(request.headers, limits.form_bytes, f"the server's limit of {limits.describe()}")
-    return await read_multipart(request.stream(), options["boundary"], folder, limits)
+    check_length(request.headers, spec.total, spec.over)
+    return await read_form(request.stream(), options["boundary"], folder, spec)
 
 
-async def _read_invocation(request: Request, folder: Path) -> ClipRequest:
+async def _analyze_request(request: Request, folder: Path) -> dict[str, Any]:
     kind, _ = content_type(request.headers)
+    state = _state(request)
     if kind == "application/json":
-        return await _read_json(request, folder)
-    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _read_form(request, folder)
+        limits = state.video_limits
+        targets = json_targets(folder, limits.base64)
+        over = limits.video_over.replace("the video", "the JSON body", 1)
+        check_length(request.headers, limits.json_bytes, over)
+        fields, decoded = await read_json_body(request.stream(), folder, targets, limit=limits.json_bytes, over=over)
+        return await _analyze(request, await video_from_json(fields, decoded, folder, limits, state.s3))
+    if kind != "multipart/form-data":
+        kinds = "multipart/form-data (video, subtitles, segment) or application/json (video_s3 or video_b64)"
+        raise RequestError(415, f"send {kinds}, not {kind or 'no content type'}")
+    return await _analyze(request, video_from_form(await _read_multipart(request, folder, state.video_limits.form)))
+
+
+async def _invocation(request: Request, folder: Path) -> dict[str, Any]:
+    """SageMaker's one route: a clip (form, `text=`, JSON) is predicted, a video (form or JSON) analysed."""
+    kind, _ = content_type(request.headers)
+    state = _state(request)
+    limits, video_limits = state.limits, state.video_limits
+    if kind == "application/json":
+        targets = json_targets(folder, {**limits.base64, **video_limits.base64})
+        most = max(limits.json_bytes, video_limits.json_bytes)
+        over = f"the JSON body is over the server's limit of {most / 2**20:.0f} MB"
+        check_length(request.headers, most, over)
+        fields, decoded = await read_json_body(request.stream(), folder, targets, limit=most, over=over)
+        if asks_for_analysis(fields):
+            return await _analyze(request, await video_from_json(fields, decoded, folder, video_limits, state.s3))
+        return await _predict(request, await clip_from_json(fields, decoded, folder, limits, state.s3))
+    if kind == "multipart/form-data":
+        form = await _read_multipart(request, folder, limits.form.union(video_limits.form))
+        sent = form.files.keys() | form.texts.keys()
+        if sent & video_limits.form.fields.keys():  # a video and what goes with it: analyse it
+            if sent & limits.form.fields.keys():
+                raise RequestError(400, "send a clip and its text, or a video, not both")
+            return await _analyze(request, video_from_form(form))
+        return await _predict(request, clip_request(form))
+    if kind == "application/x-www-form-urlencoded":
+        return await _predict(request, await read_urlencoded(request.stream(), limits))
     kinds = "multipart/form-data (clip, text) or application/json (text, clip_b64 or clip_s3)"
     raise RequestError(415, f"send {kinds}, not {kind or 'no content type'}")
-
-
-async def _read_json(request: Request, folder: Path) -> ClipRequest:
-    state = _state(request)
-    limits = state.options.limits
-    check_length(request.headers, limits.json_bytes, f"the server's limit for a {limits.describe()} clip")
-    return await read_json(request.stream(), folder, limits, state.fetch_s3)
 
 
 def _without_paths(message: str, clip: ClipRequest | None) -> str:

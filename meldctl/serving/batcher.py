@@ -118,6 +118,11 @@ class Batcher:
         self._changed.set()
         return await job.answer
 
+    def run_blocking(self, inputs: list[Any]) -> list[Any]:
+        """`model.run(inputs)` on the model thread, waited for here (from a thread that is not the event loop's):
+        a whole video's analysis shares the one model thread with the requests being batched."""
+        return self._runner.submit(self.model.run, inputs).result()
+
     async def _consume(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()

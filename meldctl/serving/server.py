@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from meldctl.errors import MeldError
-from meldctl.serving.app import ServeOptions, build_app
-from meldctl.serving.uploads import FetchS3
+from meldctl.serving.app import build_app
+from meldctl.serving.s3access import FetchS3
+from meldctl.settings import ServeSettings
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,9 @@ class Listening:
 def serve(
     *,
     checkpoint: Path,
-    device: str,
     host: str,
     port: int,
-    options: ServeOptions,
+    settings: ServeSettings,
     fetch_s3: FetchS3 | None = None,
     on_ready: Callable[[Listening], None] | None = None,
 ) -> None:
@@ -48,16 +48,69 @@ def serve(
 
     sock = bind(host, port)
     try:
-        predictor = Predictor.from_path(checkpoint, device)
-        app = build_app(predictor, options, fetch_s3=fetch_s3)
+        predictor = Predictor.from_path(checkpoint, settings.device)
+        app = build_app(predictor, settings, fetch_s3=fetch_s3)
         bound_port = sock.getsockname()[1]
         if on_ready is not None:
             url = f"http://{_url_host(host)}:{bound_port}"
             on_ready(Listening(host, bound_port, url, predictor.describe()))
-        config = uvicorn.Config(app, log_config=log_config(), timeout_graceful_shutdown=int(options.timeout_s))
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def uvicorn_config(app: Any, settings: ServeSettings, **extra: Any) -> Any:
+    """uvicorn's configuration for `app`: our logging, and HTTP/1.1 that bounds the header phase."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_config=log_config(),
+        timeout_graceful_shutdown=int(settings.timeout_s),
+        http=header_timeout_protocol(settings.header_timeout_s),
+        **extra,
+    )
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection whose request headers have not all arrived `seconds` after
+    it opened (or after its previous answer).
+
+    The request time limit (`--timeout`) starts once the headers are complete, and uvicorn's own keep-alive
+    timer stops at the first byte of the next request, so without this a client that sends half a header line
+    holds a connection, and its memory, forever. A connection that sent part of a request gets a 408 with the
+    usual JSON error; an idle one is closed.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_round = 0
+
+        def connection_made(self, transport: Any) -> None:  # noqa: ANN401 - asyncio's transport
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_timer()
+
+        def _arm_header_timer(self) -> None:
+            self._header_round += 1
+            self.loop.call_later(seconds, self._headers_overdue, self._header_round)
+
+        def _headers_overdue(self, round_: int) -> None:
+            if round_ != self._header_round or self.transport.is_closing():
+                return
+            if self.conn.their_state is not h11.IDLE or (self.cycle is not None and not self.cycle.response_complete):
+                return  # the request's headers arrived: the request time limit governs from here
+            if self.conn.trailing_data[0]:
+                body = b'{"error": "the request headers did not arrive within %g s"}' % seconds
+                head = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                self.transport.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+            self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def bind(host: str, port: int) -> socket.socket:

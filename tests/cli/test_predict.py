@@ -181,7 +181,7 @@ def test_predict_finds_the_newest_run(trained_run: Path, tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def text_only_ckpt(sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import train_small
+    from helpers import train_small
 
     return train_small(sample_data, tiny_bert, tmp_path_factory.mktemp("textonly"), modalities="text") / "best.pt"
 

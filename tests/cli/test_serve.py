@@ -36,7 +36,11 @@ def test_in_a_sagemaker_container_serve_needs_no_argument(
     clip = sorted((trained_run.parent / "data" / "clips" / "test").glob("*.mp4"))[0]
     s3_client().upload_file(str(clip), aws_env, "requests/clip.mp4")
     port = free_port()
-    env = {"SM_MODEL_DIR": str(_unpacked_model(trained_run, tmp_path)), "SAGEMAKER_BIND_TO_PORT": str(port)}
+    env = {
+        "SM_MODEL_DIR": str(_unpacked_model(trained_run, tmp_path)),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "MELDCTL_SERVE__ALLOW_S3": f"{aws_env}/requests",  # what `endpoint deploy` sets: the deploy bucket's prefix
+    }
     server = start_serve([], tmp_path / "container", env=env)
     try:
         assert requests.get(f"{server.url}/ping", timeout=5).status_code == 200

@@ -8,17 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from serve_servers import ServeProcess, sample_test_clips, shared_server
-
-
-@pytest.fixture
-def served(request: pytest.FixtureRequest, trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> ServeProcess:
-    return shared_server(request, trained_run, tmp_path_factory)
-
-
-@pytest.fixture
-def clips(trained_run: Path) -> list[Path]:
-    return sample_test_clips(trained_run)
+from serve_servers import ServeProcess
 
 
 @pytest.fixture

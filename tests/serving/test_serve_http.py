@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from serve_servers import ServeProcess, ThreadServer, sample_test_clips, shared_server, start_thread_server
+from serve_servers import ServeProcess, ThreadServer, assert_error, cli_predict, post_clip, start_thread_server
 from typer.testing import CliRunner
 
 from meldctl import __version__
@@ -28,38 +28,6 @@ EMOTIONS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 LONG_TEXT = " ".join(["really"] * 400)  # over the model's max_tokens: the answer carries a warning
 
 
-@pytest.fixture
-def served(request: pytest.FixtureRequest, trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> ServeProcess:
-    return shared_server(request, trained_run, tmp_path_factory)
-
-
-@pytest.fixture
-def clips(trained_run: Path) -> list[Path]:
-    return sample_test_clips(trained_run)
-
-
-def post_clip(url: str, clip: Path | None, text: str | None, *, filename: str | None = None, route: str = "/predict"):
-    """POST the multipart form a browser or `curl -F clip=@CLIP -F text=TEXT` sends."""
-    files = {"clip": (filename or clip.name, clip.read_bytes(), "video/mp4")} if clip is not None else None
-    data = {"text": text} if text is not None else None
-    return requests.post(url + route, files=files, data=data, timeout=120)
-
-
-def cli_predict(clip: Path, text: str, ckpt: Path, monkeypatch: pytest.MonkeyPatch):
-    """`meldctl predict CLIP --text TEXT --json`, run beside the clip so that it names the clip as the upload does."""
-    monkeypatch.chdir(clip.parent)
-    return runner.invoke(app, ["predict", clip.name, "--text", text, "--ckpt", str(ckpt), "--json", "--device", "cpu"])
-
-
-def assert_error(response: requests.Response, status: int, fragment: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"] and isinstance(body["error"], str)
-    assert "\n" not in body["error"] and "Traceback" not in body["error"]
-    assert fragment in body["error"], body["error"]
-
-
 def test_ping_and_health(served: ServeProcess, trained_run: Path) -> None:
     ping = requests.get(served.url + "/ping", timeout=10)
     assert ping.status_code == 200 and ping.json() == {"status": "ok"}
@@ -68,7 +36,7 @@ def test_ping_and_health(served: ServeProcess, trained_run: Path) -> None:
     assert health["modalities"] == ["text", "audio", "video"]
     assert health["labels"] == {"emotion": EMOTIONS, "sentiment": ["neutral", "positive", "negative"]}
     assert health["device"] == "cpu" and health["meldctl_version"] == __version__
-    assert health["serving"]["max_batch"] == 4 and health["serving"]["max_upload_mb"] == 1
+    assert health["serving"]["max_batch"] == 8 and health["serving"]["max_upload_mb"] == 1
 
 
 @pytest.mark.parametrize("text", ["Oh my God!", LONG_TEXT], ids=["short", "truncated"])
@@ -250,7 +218,10 @@ def test_page_docs_and_schema_need_no_network(served: ServeProcess) -> None:
     form = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(form["properties"]) == {"clip", "text"}
     invocation = schema["paths"]["/invocations"]["post"]["requestBody"]["content"]
-    assert set(invocation["application/json"]["schema"]["properties"]) == {"text", "clip_b64", "clip_s3", "clip_name"}
+    clip_json, video_json = invocation["application/json"]["schema"]["oneOf"]
+    assert set(clip_json["properties"]) == {"text", "clip_b64", "clip_s3", "clip_name"}
+    assert {"video_s3", "video_b64", "video_path", "subtitles_text", "segment"} <= set(video_json["properties"])
+    assert set(schema["paths"]["/analyze"]["post"]["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert "413" in schema["paths"]["/predict"]["post"]["responses"]
 
 
@@ -258,10 +229,11 @@ def test_page_docs_and_schema_need_no_network(served: ServeProcess) -> None:
 def strict_server(trained_run: Path) -> Iterator[ThreadServer]:
     """uvicorn in a thread of this process: a 3 s time limit and one request in progress at a time."""
     from meldctl.inference import Predictor
-    from meldctl.serving.app import ServeOptions, build_app
+    from meldctl.serving.app import build_app
+    from meldctl.settings import ServeSettings
 
     predictor = Predictor.from_path(trained_run / "best.pt", "cpu")
-    server = start_thread_server(build_app(predictor, ServeOptions(timeout_s=3, max_pending=1, max_upload_mb=1)))
+    server = start_thread_server(build_app(predictor, ServeSettings(timeout_s=3, max_pending=1, max_upload_mb=1)))
     yield server
     server.stop()
 
@@ -294,13 +266,14 @@ def text_server(
     sample_data: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ThreadServer, Path]]:
     """uvicorn in a thread serving a text-only checkpoint (trained here: one epoch, text features only)."""
-    from conftest import train_small
+    from helpers import train_small
 
     from meldctl.inference import Predictor
-    from meldctl.serving.app import ServeOptions, build_app
+    from meldctl.serving.app import build_app
+    from meldctl.settings import ServeSettings
 
     checkpoint = train_small(sample_data, tiny_bert, tmp_path_factory.mktemp("textonly"), modalities="text") / "best.pt"
-    server = start_thread_server(build_app(Predictor.from_path(checkpoint, "cpu"), ServeOptions()))
+    server = start_thread_server(build_app(Predictor.from_path(checkpoint, "cpu"), ServeSettings()))
     yield server, checkpoint
     server.stop()
 

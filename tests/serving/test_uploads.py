@@ -15,6 +15,7 @@ from meldctl.serving.uploads import (
     ClipRequest,
     Limits,
     RequestError,
+    S3Access,
     clip_path,
     read_json,
     read_multipart,
@@ -132,7 +133,7 @@ def test_urlencoded_text(tmp_path: Path) -> None:
 
 def _json(payload: object, folder: Path, fetch=None, limits: Limits = LIMITS) -> ClipRequest:  # noqa: ANN001
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return asyncio.run(read_json(_chunks(body, 5), folder, limits, fetch))
+    return asyncio.run(read_json(_chunks(body, 5), folder, limits, S3Access(("bucket/clips", "b"), fetch)))
 
 
 def test_json_base64_clip(tmp_path: Path) -> None:
