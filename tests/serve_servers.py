@@ -105,13 +105,13 @@ def start_thread_server(app) -> ThreadServer:  # noqa: ANN001
 
 def shared_server(request: pytest.FixtureRequest, trained_run: Path, factory: pytest.TempPathFactory) -> ServeProcess:
     """One `meldctl serve` process for the whole session (whichever module asks first): the sample checkpoint,
-    1 MB uploads, batches of up to 8, 2 s for a request's headers. The batch wait is long (2 s) so that
-    concurrent requests reliably share batches; a lone request never waits for it (nothing else is being
-    decoded)."""
+    1 MB uploads, batches of up to 8, 2 s for a request's headers, 600 s for a request (videos). The batch wait
+    is long (2 s) so that concurrent requests reliably share batches; a lone request never waits for it
+    (nothing else is being decoded)."""
 
     def start() -> ServeProcess:
         args = [str(trained_run / "best.pt"), "--device", "cpu", "--max-upload-mb", "1", "--max-batch", "8",
-                "--batch-wait-ms", "2000", "--workers", "2", "--header-timeout", "2"]  # fmt: skip
+                "--batch-wait-ms", "2000", "--workers", "2", "--header-timeout", "2", "--timeout", "600"]  # fmt: skip
         return start_serve(args, factory.mktemp("serve"))
 
     return _shared(request, "serve", start)

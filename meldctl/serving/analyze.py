@@ -60,7 +60,7 @@ class VideoLimits:
 
     @property
     def video_over(self) -> str:
-        return f"the video is over the server's limit of {self.video_bytes / 2**20:g} MB (--max-video-mb)"
+        return f"the video is over the server's limit of {round(self.video_bytes / 2**20, 3):g} MB (--max-video-mb)"
 
     @property
     def subtitles_over(self) -> str:

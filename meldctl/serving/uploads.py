@@ -71,7 +71,7 @@ class Limits:
         return b64_length(self.clip_bytes) + FORM_OVERHEAD
 
     def describe(self) -> str:
-        return f"{self.clip_bytes / 2**20:g} MB"
+        return f"{round(self.clip_bytes / 2**20, 3):g} MB"
 
     @property
     def clip_over(self) -> str:
