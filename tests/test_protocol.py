@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meldctl import protocol
-from meldctl.serving.uploads import InvocationRequest, Limits, read_json, read_multipart
+from meldctl.serving.uploads import InvocationRequest, Limits, S3Access, read_json, read_multipart
 
 LIMITS = Limits(clip_bytes=1 << 20)
 
@@ -49,7 +49,7 @@ def test_a_clip_in_s3_reads_back_on_the_server(tmp_path: Path) -> None:
 
     kind, body = protocol.clip_s3_json("s3://b/k/a.mp4", "Hi", "a.mp4")
     assert kind == protocol.JSON
-    read = asyncio.run(read_json(_stream(body), tmp_path, LIMITS, fetch))
+    read = asyncio.run(read_json(_stream(body), tmp_path, LIMITS, S3Access(("b/k",), fetch)))
     assert fetched == ["s3://b/k/a.mp4"] and read.text == "Hi" and read.name == "a.mp4"
 
 
@@ -65,3 +65,23 @@ def test_an_analyze_body(tmp_path: Path) -> None:
     assert set(json.loads(named)) <= set(protocol.ANALYZE_JSON_FIELDS)
     with pytest.raises(ValueError, match="one of them"):
         protocol.analyze_json()
+
+
+def test_an_analyze_body_reads_back_on_the_server(tmp_path: Path) -> None:
+    from meldctl.serving.analyze import AnalyzeRequest, VideoLimits, asks_for_analysis, video_from_json
+    from meldctl.serving.uploads import json_targets, read_json_body
+
+    assert set(AnalyzeRequest.model_fields) >= set(protocol.ANALYZE_JSON_FIELDS)
+    video = tmp_path / "episode.mp4"
+    video.write_bytes(bytes(range(256)) * 10)
+    subtitles = "1\n00:00:00,000 --> 00:00:01,000\nHi\n"
+    _, body = protocol.analyze_json(video=video, subtitles_text=subtitles, segment="subtitles")
+    folder = tmp_path / "request"
+    folder.mkdir()
+    limits = VideoLimits(1 << 20, 10.0)
+    targets = json_targets(folder, limits.base64)
+    fields, decoded = asyncio.run(read_json_body(_stream(body), folder, targets, limit=limits.json_bytes, over="over"))
+    assert asks_for_analysis(fields)
+    read = asyncio.run(video_from_json(fields, decoded, folder, limits, S3Access()))
+    assert read.video.read_bytes() == video.read_bytes() and read.segment == "subtitles"
+    assert read.subtitles is not None and read.subtitles.read_text() == subtitles
