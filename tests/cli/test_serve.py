@@ -44,6 +44,7 @@ def test_in_a_sagemaker_container_serve_needs_no_argument(
     server = start_serve([], tmp_path / "container", env=env)
     try:
         assert requests.get(f"{server.url}/ping", timeout=5).status_code == 200
+        assert requests.get(f"{server.url}/health", timeout=5).json()["serving"]["allow_s3"] == [f"{aws_env}/requests"]
         with open(clip, "rb") as handle:
             posted = requests.post(f"{server.url}/invocations", files={"clip": ("clip.mp4", handle)},
                                    data={"text": "Hi"}, timeout=120)  # fmt: skip
@@ -101,4 +102,18 @@ def test_start_up_problems_are_one_line(
         monkeypatch.setenv(name, value.format(tmp=tmp_path))
     result = runner.invoke(app, ["serve", "--port", "0"])
     assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--allow-s3", "Not A Bucket/x"], "is not BUCKET or BUCKET/PREFIX"),
+        (["--max-upload-mb", "0"], "serve.max_upload_mb"),
+        (["--device", "tpu"], "serve.device"),
+    ],
+)
+def test_bad_serve_settings_are_one_line(trained_run: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["serve", str(trained_run / "best.pt"), "--port", "0", *args])
+    assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
