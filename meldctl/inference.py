@@ -177,11 +177,13 @@ class Predictor:
             waveform: float32 mono `[samples]` at `preprocess.sample_rate`, the utterance's span, or None.
             name: What the answer calls this utterance.
         """
+        from meldctl.data.kinds import DecodedMedia
+
         start = time.perf_counter()
-        sample, missing = {}, []
+        media, sample, missing = DecodedMedia(text, frames, waveform), {}, []
         for kind in sorted(self.kinds, key=lambda kind: kind.read_order):
             try:
-                sample.update(kind.from_media(text, frames, waveform, self.preprocess))
+                sample.update(kind.from_media(media, self.preprocess))
             except NoStreamError as exc:
                 missing.append((kind, exc.message))
         if any(not kind.media for kind, _ in missing):

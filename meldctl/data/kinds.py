@@ -129,20 +129,8 @@ class FeatureKind:
         """
         raise NotImplementedError
 
-    def from_media(
-        self,
-        text: str | None,
-        frames: list[np.ndarray] | None,
-        waveform: torch.Tensor | None,
-        preprocess: PreprocessConfig,
-    ) -> dict[str, Any]:
+    def from_media(self, media: DecodedMedia, preprocess: PreprocessConfig) -> dict[str, Any]:
         """Predict's input for one utterance whose media was decoded elsewhere (a span of a long video).
-
-        Args:
-            text: The utterance text, or None.
-            frames: `num_frames` RGB frames as `FrameConverter(preprocess)` returns them, or None.
-            waveform: float32 mono `[samples]` at `preprocess.sample_rate`, or None.
-            preprocess: The checkpoint's preprocessing.
 
         Raises:
             NoStreamError: the utterance lacks this modality (the message says why).
@@ -168,6 +156,21 @@ class FeatureKind:
     def present(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """`{modality}_present` `[B]` (bool) from the samples' flags (a sample without a flag lacks it)."""
         return {f"{self.modality}_present": torch.tensor([bool(s.get(f"{self.modality}_present")) for s in samples])}
+
+
+@dataclass(frozen=True)
+class DecodedMedia:
+    """One utterance's inputs decoded elsewhere (a span of a long video), for `FeatureKind.from_media`.
+
+    Attributes:
+        text: The utterance text, or None.
+        frames: `num_frames` RGB frames as `FrameConverter(preprocess)` returns them, or None.
+        waveform: float32 mono `[samples]` at `preprocess.sample_rate`, or None.
+    """
+
+    text: str | None
+    frames: list[np.ndarray] | None
+    waveform: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -213,16 +216,10 @@ class TextKind(FeatureKind):
             raise MeldError("empty text: this checkpoint reads the utterance text", hint='pass --text "..."')
         return {"text": text}
 
-    def from_media(
-        self,
-        text: str | None,
-        frames: list[np.ndarray] | None,
-        waveform: torch.Tensor | None,
-        preprocess: PreprocessConfig,
-    ) -> dict[str, Any]:
-        if not text or not text.strip():
+    def from_media(self, media: DecodedMedia, preprocess: PreprocessConfig) -> dict[str, Any]:
+        if not media.text or not media.text.strip():
             raise NoStreamError("no text")
-        return {"text": text}
+        return {"text": media.text}
 
     def warnings(self, sample: dict[str, Any], ctx: CollateContext) -> list[str]:
         from meldctl.model.text import token_count
@@ -281,18 +278,12 @@ class VideoKind(FeatureKind):
 
         return {"video": read_video(clip, preprocess)}  # [C, T, H, W]
 
-    def from_media(
-        self,
-        text: str | None,
-        frames: list[np.ndarray] | None,
-        waveform: torch.Tensor | None,
-        preprocess: PreprocessConfig,
-    ) -> dict[str, Any]:
+    def from_media(self, media: DecodedMedia, preprocess: PreprocessConfig) -> dict[str, Any]:
         from meldctl.media.video import clip_tensor
 
-        if not frames:
+        if not media.frames:
             raise NoStreamError("no video frames")
-        return {"video": clip_tensor(frames, preprocess)}  # [C, T, H, W]
+        return {"video": clip_tensor(media.frames, preprocess)}  # [C, T, H, W]
 
     def absent_from(self, info: VideoInfo) -> bool:
         return not info.has_video
@@ -351,16 +342,10 @@ class AudioKind(FeatureKind):
         waveform = read_clip_audio(clip, preprocess.sample_rate, max_seconds=preprocess.audio_seconds)
         return _spectrogram(waveform, preprocess)
 
-    def from_media(
-        self,
-        text: str | None,
-        frames: list[np.ndarray] | None,
-        waveform: torch.Tensor | None,
-        preprocess: PreprocessConfig,
-    ) -> dict[str, Any]:
-        if waveform is None:
+    def from_media(self, media: DecodedMedia, preprocess: PreprocessConfig) -> dict[str, Any]:
+        if media.waveform is None:
             raise NoStreamError("no audio")
-        return _spectrogram(waveform, preprocess)
+        return _spectrogram(media.waveform, preprocess)
 
     def absent_from(self, info: VideoInfo) -> bool:
         return not info.has_audio

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from meldctl.data.kinds import KINDS, CollateContext
+from meldctl.data.kinds import KINDS, CollateContext, DecodedMedia
 from meldctl.data.manifest import ManifestRow
 from meldctl.errors import MeldError, NoStreamError
 from meldctl.labels import MODALITIES
@@ -34,22 +34,22 @@ def test_every_modality_has_a_kind_and_only_text_is_not_media() -> None:
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_from_media_without_the_modality_is_a_missing_stream(modality: str) -> None:
     with pytest.raises(NoStreamError):
-        KINDS[modality].from_media(None, None, None, PRE)
+        KINDS[modality].from_media(DecodedMedia(None, None, None), PRE)
 
 
 def test_from_media_gives_what_collate_batches() -> None:
     frames = [np.zeros((16, 16, 3), np.uint8)] * PRE.num_frames
     waveform = torch.randn(PRE.sample_rate)  # 1 s
     ctx = CollateContext(PRE, None)
-    video = KINDS["video"].from_media("Hi.", frames, waveform, PRE)
-    audio = KINDS["audio"].from_media("Hi.", frames, waveform, PRE)
+    media = DecodedMedia("Hi.", frames, waveform)
+    video, audio = KINDS["video"].from_media(media, PRE), KINDS["audio"].from_media(media, PRE)
     assert video["video"].shape == (3, PRE.num_frames, 16, 16)
     assert audio["audio"].shape[:2] == (1, PRE.n_mels) and audio["audio_length"] == audio["audio"].shape[-1]
-    assert KINDS["text"].from_media("Hi.", None, None, PRE) == {"text": "Hi."}
+    assert KINDS["text"].from_media(DecodedMedia("Hi.", None, None), PRE) == {"text": "Hi."}
     with pytest.raises(NoStreamError, match="no text"):
-        KINDS["text"].from_media("   ", frames, waveform, PRE)
+        KINDS["text"].from_media(DecodedMedia("   ", frames, waveform), PRE)
     with pytest.raises(NoStreamError):  # too short to analyse counts as no audio
-        KINDS["audio"].from_media(None, None, torch.zeros(10), PRE)
+        KINDS["audio"].from_media(DecodedMedia(None, None, torch.zeros(10)), PRE)
     batch = KINDS["audio"].collate([{**audio, "audio_present": True}, {"audio_present": False}], ctx)
     assert batch["audio_present"].tolist() == [True, False] and batch["audio_length"][1] == 0
 
