@@ -59,6 +59,11 @@ def test_analyze_with_subtitles_answers_what_analyze_json_prints(
     assert as_json.status_code == 200, as_json.text
     printed["segmentation"]["source"] = "subtitles_text"  # the subtitles had no file name
     same_timeline(as_json.json(), printed)
+    with open(show / "ep.mp4", "rb") as video, open(show / "ep.srt", "rb") as subtitles:
+        files = {"video": ("ep.mp4", video), "subtitles": ("ep.srt", subtitles)}
+        invoked = requests.post(served.url + "/invocations", files=files, timeout=600)  # SageMaker's one route
+    assert invoked.status_code == 200, invoked.text
+    same_timeline(invoked.json(), {**printed, "segmentation": form.json()["segmentation"]})
     log = served.log.read_text()
     assert "analyze ep.mp4: classifying 8/8 utterances" in log  # progress as plain lines in the server log
     assert served.leftovers() == []
@@ -88,6 +93,7 @@ BAD = {
     "unknown segment": ({"segment": "whisper"}, False, 422, "segment 'whisper' is not one of"),
     "not a video": ({}, "notes", 422, "notes.mp4"),
     "no video": (None, False, 400, "field named video"),
+    "binary subtitles": ({}, "binary", 422, "ep.srt"),
 }
 
 
@@ -100,6 +106,8 @@ def test_bad_analyze_requests_are_one_line(served: ServeProcess, show: Path, cas
         files["video"] = ("notes.mp4" if subtitles == "notes" else "ep.mp4", video)
     if subtitles is True:
         files["subtitles"] = ("ep.srt", (show / "ep.srt").read_bytes())
+    if subtitles == "binary":
+        files["subtitles"] = ("ep.srt", b"\x00\x01 not subtitles" * 100)
     if not files:
         files = {"segment": (None, "auto")}
     answer = requests.post(served.url + "/analyze", files=files, data=data or None, timeout=120)
@@ -143,3 +151,10 @@ def _cut(video: Path, seconds: float, out: Path) -> Path:
     args = [ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(video), "-t", str(seconds), "-vf", "scale=64:48"]
     subprocess.run([*args, "-c:v", "libx264", "-crf", "45", "-an", str(out)], check=True)
     return out
+
+
+def test_invocations_take_a_clip_or_a_video_not_both(served: ServeProcess, show: Path, clips: list[Path]) -> None:
+    files = {"video": ("ep.mp4", (show / "ep.mp4").read_bytes()), "clip": ("a.mp4", clips[0].read_bytes())}
+    assert_error(requests.post(served.url + "/invocations", files=files, timeout=60), 400, "not both")
+    both = {"video_path": "s3://b/ep.mp4", "video_b64": "eA=="}
+    assert_error(requests.post(served.url + "/invocations", json=both, timeout=60), 400, "not several")
