@@ -158,3 +158,42 @@ def test_invocations_take_a_clip_or_a_video_not_both(served: ServeProcess, show:
     assert_error(requests.post(served.url + "/invocations", files=files, timeout=60), 400, "not both")
     both = {"video_path": "s3://b/ep.mp4", "video_b64": "eA=="}
     assert_error(requests.post(served.url + "/invocations", json=both, timeout=60), 400, "not several")
+
+
+@pytest.fixture(scope="module")
+def hasty(trained_run: Path) -> Iterator[ThreadServer]:
+    """uvicorn in a thread: a time limit of 2 s."""
+    from meldctl.inference import Predictor
+    from meldctl.serving.app import build_app
+    from meldctl.settings import ServeSettings
+
+    server = start_thread_server(
+        build_app(Predictor.from_path(trained_run / "best.pt", "cpu"), ServeSettings(timeout_s=2))
+    )
+    yield server
+    server.stop()
+
+
+def test_the_time_limit_ends_an_analysis(hasty: ThreadServer, show: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An analysis still running at the time limit gets 504, and its thread stops at its next progress step
+    (held here until the server has given up on it)."""
+    import threading
+
+    from meldctl.serving import analyze
+
+    stopped, original = threading.Event(), analyze._LogProgress.__call__
+
+    def held(self, stage: str, done: float, total: float) -> None:  # noqa: ANN001
+        assert self.cancelled.wait(60), "the server never gave up on the request"
+        try:
+            original(self, stage, done, total)
+        except analyze.Cancelled:
+            stopped.set()
+            raise
+
+    monkeypatch.setattr(analyze._LogProgress, "__call__", held)
+    with open(show / "ep.mp4", "rb") as video, open(show / "ep.srt", "rb") as subtitles:
+        files = {"video": ("ep.mp4", video), "subtitles": ("ep.srt", subtitles)}
+        answer = requests.post(hasty.url + "/analyze", files=files, timeout=120)
+    assert_error(answer, 504, "longer than the server's limit of 2 s")
+    assert stopped.wait(60)
