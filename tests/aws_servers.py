@@ -210,3 +210,105 @@ def create_training_job(bucket: str, name: str, *, instance_count: int = 1) -> s
         TensorBoardOutputConfig={"S3OutputPath": f"s3://{bucket}/{prefix}", "LocalPath": "/opt/ml/output/tensorboard"},
     )
     return prefix
+
+
+# --- a server that answers what AWS never does ------------------------------------------------------------------
+
+FAULTS = ("closed", "html", "garbage", "bad500", "throttle", "expired")
+"""What `FaultServer` answers every request with (`closed`: nothing listens on the port at all)."""
+HTML_PAGE = b"<!DOCTYPE html><html><head><title>Wi-Fi</title></head><body>Sign in to continue</body></html>"
+GARBAGE = bytes(range(128, 256)) * 8  # not UTF-8, not JSON, not XML
+
+
+class FaultServer:
+    """An HTTP server on 127.0.0.1 standing in for every AWS endpoint, answering each request with `fault`:
+
+    an HTML page with 200 (a captive portal), binary garbage with 200, a 500 whose body is not UTF-8, AWS's own
+    throttling errors (JSON `ThrottlingException`; S3's XML `SlowDown` with 503) and expired-token errors
+    (JSON `ExpiredTokenException`; S3's XML `ExpiredToken`, and a bare 400 to a HEAD request, as S3 sends them).
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.fault = "html"
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.requests.append(f"{self.command} {self.path}")
+                is_json = "X-Amz-Target" in self.headers or "json" in self.headers.get("Content-Type", "")
+                status, kind, body = server.response(is_json)
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def response(self, is_json: bool) -> tuple[int, str, bytes]:
+        """(status, Content-Type, body) of the current fault."""
+        import json
+
+        def error(status: int, code: str, message: str) -> tuple[int, str, bytes]:
+            if is_json:
+                return status, "application/x-amz-json-1.1", json.dumps({"__type": code, "message": message}).encode()
+            xml = (
+                f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            )
+            return status, "application/xml", xml.encode()
+
+        if self.fault == "html":
+            return 200, "text/html; charset=utf-8", HTML_PAGE
+        if self.fault == "garbage":
+            return 200, "application/octet-stream", GARBAGE
+        if self.fault == "bad500":
+            return 500, "text/plain", b"\xff\xfe\x80 upstream failed \xc3\x28"
+        if self.fault == "throttle":
+            if is_json:
+                return error(400, "ThrottlingException", "Rate exceeded")
+            return error(503, "SlowDown", "Please reduce your request rate.")
+        if self.fault == "expired":
+            message = "The security token included in the request is expired"
+            return error(400, "ExpiredTokenException" if is_json else "ExpiredToken", message)
+        raise AssertionError(f"unknown fault {self.fault}")
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def fault_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> None:
+    """Fake credentials and every AWS endpoint at `url`; one retry, so throttling costs under a second."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    settings = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": url,
+        "AWS_MAX_ATTEMPTS": "2",
+        "AWS_RETRY_MODE": "standard",
+        "SAGEMAKER_VALIDATE_ROLE": "false",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)

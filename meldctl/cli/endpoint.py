@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from meldctl.cli.analyze import Segment
 from meldctl.cli.common import console, print_json, resolve_settings
 from meldctl.remote.endpoint_spec import INSTANCE_TYPE, SERVERLESS_MEMORY
 
@@ -79,18 +80,46 @@ def deploy(
 @app.command("invoke")
 def invoke(
     name: Annotated[str, typer.Argument(help="The endpoint.")],
-    clip: Annotated[Path | None, typer.Argument(help="The clip (none for a text-only checkpoint).")] = None,
+    clip: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[CLIP|VIDEO]", help="The clip (none for a text-only checkpoint); with --analyze, a whole video."
+        ),
+    ] = None,  # fmt: skip
     text: Annotated[str | None, typer.Option(help="The utterance's text.")] = None,
+    analyze: Annotated[
+        bool, typer.Option("--analyze", help="A whole video: its emotion timeline, written as meldctl analyze does.")
+    ] = False,
+    subtitles: Annotated[
+        Path | None, typer.Option(help="With --analyze: SRT, WebVTT or ASS file (default: one beside VIDEO).")
+    ] = None,
+    segment: Annotated[Segment, typer.Option(help="With --analyze: how the endpoint cuts utterances.")] = Segment.auto,
+    out: Annotated[
+        Path | None, typer.Option(help="With --analyze: output folder (default: VIDEO_STEM.meldctl/ beside VIDEO).")
+    ] = None,
     bucket: Bucket = None,
     region: Region = None,
     as_json: Json = False,
 ) -> None:
-    """One prediction from an endpoint (real-time, or async through S3), shown as `meldctl predict` shows it."""
+    """One prediction from an endpoint (real-time, or async through S3), shown as `meldctl predict` shows it;
+    with --analyze, a whole video's timeline (timeline.json, .csv, .srt, .png) as `meldctl analyze` writes it."""
     from meldctl.remote import aws
     from meldctl.remote.endpoint_invoke import invoke as invoke_endpoint
 
     if clip is not None and not clip.is_file():
-        raise typer.BadParameter(f"{clip} is not a file", param_hint="CLIP")
+        raise typer.BadParameter(f"{clip} is not a file", param_hint="VIDEO" if analyze else "CLIP")
+    if analyze:
+        if clip is None or text is not None:
+            raise typer.BadParameter("--analyze takes a VIDEO and no --text", param_hint="--analyze")
+        if subtitles is not None and segment in (Segment.asr, Segment.vad):
+            raise typer.BadParameter(f"--subtitles cannot be used with --segment {segment.value}")
+        from meldctl.cli.endpoint_analyze import invoke_analyze
+
+        invoke_analyze(name, clip, subtitles=subtitles, segment=segment.value, out=out, bucket=bucket, region=region,
+                       as_json=as_json)  # fmt: skip
+        return
+    if subtitles is not None or out is not None or segment != Segment.auto:
+        raise typer.BadParameter("--subtitles, --segment and --out go with --analyze", param_hint="--analyze")
     if clip is None and text is None:
         raise typer.BadParameter("give a clip, --text, or both")
     remote = resolve_settings(remote={"bucket": bucket, "region": region}).remote
@@ -172,7 +201,8 @@ def _deploy(spec: Any, *, wait: bool, as_json: bool) -> None:
     verb = "updated" if done.updated else "created"
     name = escape(spec.endpoint)
     console.print(f"Endpoint [bold]{name}[/] {verb} ({escape(spec.kind)}): {done.status}.", soft_wrap=True)
-    console.print(f"Try it: meldctl endpoint invoke {spec.endpoint} CLIP --text '...'", markup=False, soft_wrap=True)
+    console.print(f"Try it: meldctl endpoint invoke {spec.endpoint} CLIP --text '...' (or VIDEO --analyze)",
+                  markup=False, soft_wrap=True)  # fmt: skip
     console.print(
         f"It costs money while it exists; remove it with: meldctl endpoint delete {spec.endpoint}", markup=False
     )

@@ -30,19 +30,18 @@ def sync(
 ) -> None:
     """Bring a job's TensorBoard event files home, copying only new files and the new tail of grown ones.
 
-    An S3 key that would land outside the destination (absolute, `..`, backslashes) is skipped with a warning;
-    the others are synced, and the exit code is 3.
+    An S3 key that would land outside the destination (absolute, `..`), or that cannot be written there (a name
+    too long, a file where a folder is), is skipped with a warning; the others are synced, and the exit code is 3.
     """
     from meldctl.remote.logs import sync_tensorboard
 
     settings = resolve_settings(remote={"region": region})
     result = sync_tensorboard(settings, source, dest=dest, follow=follow, poll_s=SYNC_POLL_S, on_round=_round)
-    for key in result.refused:
-        console.print(f"[yellow]Warning:[/] skipped S3 key {escape(repr(key))}: it would land outside {result.dest}",
-                      soft_wrap=True)  # fmt: skip
+    for key, why in result.refused.items():
+        console.print(f"[yellow]Warning:[/] skipped S3 key {escape(repr(key))}: {escape(why)}", soft_wrap=True)
     if as_json:
         print_json({"source": result.uri, "dest": result.dest, "copied": result.copied, "bytes": result.bytes,
-                    "skipped_unsafe": result.refused})  # fmt: skip
+                    "skipped_unsafe": list(result.refused), "skipped": result.refused})  # fmt: skip
     console.print(f"tensorboard --logdir {result.dest}", markup=False, soft_wrap=True)
     if result.refused:
         raise typer.Exit(SKIPPED_EXIT)
@@ -86,8 +85,10 @@ def list_(
         print_json([job.__dict__ | {"best_metric": job.best_metric} for job in jobs])
         return
     table = Table(title="meldctl training jobs")
-    for column in ("job", "status", "instance", "created", "best dev emotion wF1"):
-        table.add_column(column)
+    # A job name is what every other command takes: never cut it; the other columns fold to make room.
+    table.add_column("job", no_wrap=True, min_width=max((len(job.name) for job in jobs), default=3))
+    for column in ("status", "instance", "created", "best dev emotion wF1"):
+        table.add_column(column, overflow="fold")
     for job in jobs:
         best = "-" if job.best_metric is None else f"{job.best_metric:.4f}"
         status = job.status if job.status == job.secondary or not job.secondary else f"{job.status} ({job.secondary})"

@@ -69,8 +69,8 @@ def _fetch(settings: Settings, job: str, *, as_json: bool) -> None:
 
     run_dir = settings.train.run_dir or settings.train.runs_root / job
     results = workflow.fetch_results(settings, job, run_dir)
-    for key in results.refused:
-        console.print(f"[yellow]Warning:[/] skipped the unsafe S3 key {escape(key)!r}", soft_wrap=True)
+    for key, why in results.refused.items():
+        console.print(f"[yellow]Warning:[/] skipped S3 key {escape(repr(key))}: {escape(why)}", soft_wrap=True)
     if as_json:
         print_json({"job_name": job, "status": results.status.status, "run_dir": run_dir, "files": results.files,
                     "metrics": results.status.metrics, "tensorboard": results.tensorboard})  # fmt: skip

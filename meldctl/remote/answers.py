@@ -24,6 +24,8 @@ ENDPOINT_HINT = (
 )
 _JSON_PROTOCOLS = frozenset({"json", "rest-json", "smithy-rpc-v2-cbor"})
 _XML_PROTOCOLS = frozenset({"rest-xml", "query", "ec2"})
+URL_KEY = "MeldctlEndpointUrl"
+"""Where a server error's `ClientError.response` names the URL that answered it."""
 _last_url = threading.local()  # the URL each thread last sent a request to (botocore sends and parses in one thread)
 
 
@@ -46,7 +48,9 @@ def check_answers(boto_session: Any) -> Any:
     events = boto_session.events
     if not getattr(boto_session, "_meldctl_checked", False):
         events.register("before-send", _remember_url, unique_id="meldctl-remember-url")
-        events.register("before-parse", _check_answer, unique_id="meldctl-check-answer")
+        # Before botocore's own S3 handler, which rewrites an unparsable 200 into a 500 (`before-parse.s3.*`):
+        # a wildcard node at the same depth is reached after it and so called before it.
+        events.register_first("before-parse.*.*", _check_answer, unique_id="meldctl-check-answer")
         boto_session._meldctl_checked = True
     return boto_session
 
@@ -56,10 +60,13 @@ def _remember_url(request: Any, **kwargs: Any) -> None:
     _last_url.value = f"{parts.scheme}://{parts.netloc}"
 
 
-def _check_answer(operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
+def _check_answer(
+    operation_model: Any, response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **kwargs: Any
+) -> None:
     """Raise `UnexpectedAnswer` for an answer botocore would misread; return for any plausible one.
 
-    The body decides, not the Content-Type: moto (and so LocalStack) sends JSON as text/html.
+    The body decides, not the Content-Type: moto (and so LocalStack) sends JSON as text/html. A server error
+    keeps the URL that answered it (`URL_KEY` in the `ClientError`'s response), for its message.
     """
     status = int(response_dict.get("status_code", 0))
     body = response_dict.get("body")
@@ -68,8 +75,11 @@ def _check_answer(operation_model: Any, response_dict: dict[str, Any], **kwargs:
         problem = _body_problem(body, operation_model.service_model.resolved_protocol)
     elif status < 300 and operation_model.name == "HeadObject" and "etag" not in response_dict.get("headers", {}):
         problem = "a HEAD answer without the object's ETag"  # S3 always sends it; a web page's HEAD does not
+    url = getattr(_last_url, "value", "the AWS endpoint")
     if problem is not None:
-        raise UnexpectedAnswer(getattr(_last_url, "value", "the AWS endpoint"), status, problem)
+        raise UnexpectedAnswer(url, status, problem)
+    if status >= 500:
+        customized_response_dict[URL_KEY] = url
 
 
 def _body_problem(body: bytes, protocol: str) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from meldctl.errors import MeldError, RemoteError
-from meldctl.remote.answers import ENDPOINT_HINT, UnexpectedAnswer, check_answers
+from meldctl.remote.answers import ENDPOINT_HINT, URL_KEY, UnexpectedAnswer, check_answers
 
 CREDENTIALS_HINT = (
     "run `aws configure` (or `aws sso login`), or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -201,7 +201,7 @@ class ErrorRow:
 
     `hint` and `message` are formatted with `action`, `code`, `message` (AWS's first line), `container` (the
     `error` sentence of `meldctl serve` inside it), `bucket`, `instance_type`, `quota`, `alternatives`,
-    `listing` and `docs`; a row without `message` keeps `ACTION: CODE: MESSAGE`.
+    `listing`, `docs` and `url` (what answered a server error); a row without `message` keeps `ACTION: CODE: MESSAGE`.
     """
 
     codes: frozenset[str]
@@ -226,6 +226,10 @@ ERROR_TABLE = (
                         "RequestLimitExceeded", "SlowDown", "RequestThrottled", "RequestThrottledException"}),
              "AWS is throttling this account's requests (they were retried): wait a minute and run it again; "
              "AWS_MAX_ATTEMPTS=10 AWS_RETRY_MODE=adaptive retry longer"),
+    ErrorRow(frozenset({"500", "502", "503", "504", "InternalError", "InternalFailure", "InternalServerError",
+                        "ServiceUnavailable", "ServiceUnavailableException"}),
+             "a failure on the server's side (it was retried): run the command again in a minute; if it lasts, "
+             "check AWS_ENDPOINT_URL and the AWS Health Dashboard", message="{action}: {code}: {message} (from {url})"),
     ErrorRow(frozenset({"AccessDenied", "AccessDeniedException", "403", "Forbidden"}),
              "the AWS identity (or the --role) lacks a permission; see {docs}"),
     ErrorRow(frozenset({"NoSuchBucket"}), "create it with `aws s3 mb s3://{bucket}` in the job's region, or pass "
@@ -262,7 +266,7 @@ def explain_client_error(
     values = {
         "action": action, "code": code, "message": message, "container": container_error(str(error.get("Message", ""))),
         "bucket": bucket, "instance_type": instance_type or "the instance type", "alternatives": kind.alternatives,
-        "listing": kind.listing, "docs": kind.docs,
+        "listing": kind.listing, "docs": kind.docs, "url": exc.response.get(URL_KEY, "the AWS endpoint"),
     }  # fmt: skip
     values["quota"] = kind.quota.format(**values)
     for row in ERROR_TABLE:

@@ -126,7 +126,7 @@ def download_model(client: Any, model_uri: str, dest: Path) -> list[Path]:
     bucket, _ = parse_s3_uri(model_uri)
     with (
         tempfile.TemporaryDirectory(prefix="meldctl-model-") as tmp,
-        aws_errors("downloading the model", bucket=bucket),
+        aws_errors(f"downloading the model {model_uri}", bucket=bucket),
     ):
         archive = download_file(client, model_uri, Path(tmp) / "model.tar.gz")
         with tarfile.open(archive, "r:gz") as tar:

@@ -22,14 +22,14 @@ _SPAN_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 @dataclass
 class SyncResult:
-    """Where the files came from and went, how much moved over all rounds, and the keys refused as unsafe."""
+    """Where the files came from and went, how much moved over all rounds, and the keys skipped (with why)."""
 
     uri: str
     dest: Path
     copied: int = 0
     bytes: int = 0
     rounds: int = 0
-    refused: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @aws.aws_boundary("syncing TensorBoard files")
@@ -44,7 +44,8 @@ def sync_tensorboard(
 ) -> SyncResult:
     """Copy the TensorBoard event files of a job (or of an `s3://` prefix) into `dest`, incrementally.
 
-    Keys that would land outside `dest` are skipped and listed in `SyncResult.refused`; the rest are synced.
+    Keys that have no safe place under `dest`, or cannot be written there, are skipped and listed in
+    `SyncResult.refused` with the reason; the rest are synced.
 
     Args:
         settings: `remote.region` and `train.runs_root` (the default destination is RUNS_ROOT/NAME/tensorboard).
@@ -76,7 +77,7 @@ def sync_tensorboard(
         result.copied += len(transfer.moved)
         result.bytes += transfer.bytes
         result.rounds += 1
-        result.refused += [key for key in transfer.refused if key not in result.refused]
+        result.refused |= transfer.refused
         if on_round is not None:
             on_round(len(transfer.moved), status.status if status else None)
         if not follow or status is None or status.done:

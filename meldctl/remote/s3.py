@@ -5,13 +5,15 @@
   mtime newer than the object's LastModified, to the second). Nothing depends on ETags, so multipart uploads and
   SSE-KMS buckets skip unchanged files too. Files go up in parallel through one transfer manager.
 - `sync_down` brings an S3 prefix home (TensorBoard event files): new files whole, files that grew by their new
-  tail only (event files are append-only). Every key is mapped under the destination by `local_target`, which
-  refuses absolute keys, `..`, `.`, empty segments and backslashes; a refused key is reported and skipped, the
+  tail only (event files are append-only). Every key is mapped under the destination by `locate`, which
+  refuses absolute keys, `..`, `.`, empty segments and backslashes; a refused key, or one that cannot be
+  written here (a name too long, a file where a folder is), is reported with the reason and skipped, the
   others are synced.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -20,6 +22,8 @@ from typing import Any
 from meldctl.errors import RemoteError
 from meldctl.io import atomic_path
 
+_KEY_ERRORS = frozenset({errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EILSEQ})
+"""Why one key's file cannot be written while others can: its name, or a clash with another key's."""
 UPLOAD_WORKERS = 16
 """Files in flight at once: small files are bound by round trips, which parallel requests overlap."""
 
@@ -32,7 +36,7 @@ class Transfer:
     target: str
     moved: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # key: why it was not synced
     bytes: int = 0
 
 
@@ -72,17 +76,33 @@ def s3_uri(bucket: str, *parts: str) -> str:
 def local_target(dest: Path, relative: str) -> Path | None:
     """Where the object `relative` (its key below the synced prefix) goes under `dest`; None when unsafe.
 
-    Unsafe: empty, absolute (`/x`, from a key `prefix//x`), a `..` or `.` segment, an empty segment, a backslash
-    or a NUL, or a path that resolves outside `dest` (through a symlink already there).
+    Unsafe: see `locate`.
     """
-    if not relative or relative.startswith("/") or "\\" in relative or "\0" in relative:
-        return None
+    return locate(dest, relative)[0]
+
+
+def locate(dest: Path, relative: str) -> tuple[Path | None, str]:
+    """(where the object `relative` goes under `dest`, "") or (None, why it goes nowhere).
+
+    Refused: an empty key, a backslash or NUL (no local path keeps them), an absolute key (`/x`, from a key
+    `prefix//x`), a `..` segment or a path that resolves outside `dest` (through a symlink already there), and
+    an empty or `.` segment (`a//b`, `a/./b`: inside `dest`, but the same local path as another key).
+    """
+    if not relative:
+        return None, "it names the prefix itself, not a file below it"
+    if "\\" in relative or "\0" in relative:
+        return None, "its name holds a backslash or a NUL, which a local path cannot keep"
+    outside = f"it would land outside {dest}"
     parts = relative.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        return None
+    if relative.startswith("/") or ".." in parts:
+        return None, outside
+    if any(part in ("", ".") for part in parts):
+        return None, "its name has an empty or '.' segment, the same local path as the name without it"
     root = dest.resolve()
     target = root.joinpath(*parts).resolve()
-    return target if target.is_relative_to(root) and target != root else None
+    if not target.is_relative_to(root) or target == root:
+        return None, outside
+    return target, ""
 
 
 def list_objects(client: Any, uri: str) -> dict[str, RemoteObject]:
@@ -197,34 +217,61 @@ def _upload_all(
 def sync_down(client: Any, uri: str, dest: Path) -> Transfer:
     """Bring the objects under `uri` into `dest`: new files whole, grown files by their new tail only.
 
-    A local file larger than its object (the object was rewritten) is fetched again whole. A key that would
-    land outside `dest` (see `local_target`) is skipped and listed in `refused`.
+    A local file larger than its object (the object was rewritten) is fetched again whole. A key that has no
+    safe place under `dest` (see `locate`), or that cannot be written here (a name too long for the file
+    system, a file where a folder of the same name is, or the other way round) is skipped and listed in
+    `refused` with the reason; the other keys are synced.
     """
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     report = Transfer(source=uri, target=str(dest))
     dest.mkdir(parents=True, exist_ok=True)
     for relative, there in sorted(list_objects(client, uri).items()):
-        local = local_target(dest, relative)
+        local, why = locate(dest, relative)
         if local is None:
-            report.refused.append(prefix + relative)
+            report.refused[prefix + relative] = why
             continue
-        have = local.stat().st_size if local.is_file() else None
-        if have == there.size:
+        try:
+            fetched = _sync_one(client, bucket, prefix + relative, there, local)
+        except OSError as exc:
+            if exc.errno not in _KEY_ERRORS:
+                raise  # the network, a full disk, a read-only folder: every later key would fail too
+            report.refused[prefix + relative] = f"it cannot be written here: {_write_problem(exc, dest)}"
+            continue
+        if fetched is None:
             report.skipped.append(relative)
-            continue
-        key = prefix + relative
-        if have is not None and have < there.size:
-            body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={have}-")["Body"].read()
-            with open(local, "ab") as handle:
-                handle.write(body)
-            report.bytes += len(body)
         else:
-            with atomic_path(local) as tmp:
-                client.download_file(bucket, key, str(tmp))
-            report.bytes += there.size
-        report.moved.append(relative)
+            report.moved.append(relative)
+            report.bytes += fetched
     return report
+
+
+def _sync_one(client: Any, bucket: str, key: str, there: RemoteObject, local: Path) -> int | None:
+    """Bring one object home: nothing when the sizes match, the new tail when it grew, else all of it.
+
+    Returns:
+        The bytes fetched, or None when the local file was complete.
+    """
+    have = local.stat().st_size if local.is_file() else None
+    if have == there.size:
+        return None
+    if have is not None and have < there.size:
+        body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={have}-")["Body"].read()
+        with open(local, "ab") as handle:
+            handle.write(body)
+        return len(body)
+    with atomic_path(local) as tmp:
+        client.download_file(bucket, key, str(tmp))
+    return there.size
+
+
+def _write_problem(exc: OSError, dest: Path) -> str:
+    """Why a key's file cannot be written, in words (the path itself may be hundreds of characters)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "its name is too long for this file system"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return "a file and a folder of the same name (another key is the one, this key the other)"
+    return exc.strerror or type(exc).__name__
 
 
 def object_exists(client: Any, uri: str) -> bool:

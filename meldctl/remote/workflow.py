@@ -15,7 +15,7 @@ from meldctl.remote.cloudwatch import LogLine
 from meldctl.remote.images import import_sdk
 from meldctl.remote.jobs import JobStatus, StatusChange, describe_job, download_model, follow_job
 from meldctl.remote.jobspec import ChannelUpload, JobSpec, build_job_spec
-from meldctl.remote.s3 import Transfer, s3_client, sync_down, upload_file, upload_folder
+from meldctl.remote.s3 import Transfer, object_exists, s3_client, sync_down, upload_file, upload_folder
 from meldctl.remote.submit import Submission, create_job, dry_run_session
 from meldctl.settings import Settings
 
@@ -53,7 +53,7 @@ class Results:
     run_dir: Path
     files: list[Path] = field(default_factory=list)
     tensorboard: Path | None = None
-    refused: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @aws.aws_boundary("planning the training job")
@@ -117,7 +117,7 @@ def fetch_results(settings: Settings, job_name: str, run_dir: Path) -> Results:
     """Unpack the model of a completed job into `run_dir`, then sync its TensorBoard files beside it.
 
     Raises:
-        RemoteError: the job did not complete (with its reason), or an unsafe archive.
+        RemoteError: the job did not complete (with its reason), its model is missing, or an unsafe archive.
     """
     boto = aws.session(settings.remote.region)
     status = describe_job(boto.client("sagemaker"), job_name)
@@ -129,6 +129,13 @@ def fetch_results(settings: Settings, job_name: str, run_dir: Path) -> Results:
     s3 = boto.client("s3")
     results = Results(status, run_dir)
     if status.model_uri:
+        with aws.aws_errors(f"looking for the model of job {job_name}"):
+            there = object_exists(s3, status.model_uri)
+        if not there:
+            raise RemoteError(
+                f"job {job_name} completed, but its model {status.model_uri} is missing",
+                hint=f"it was deleted, or the job wrote nothing to SM_MODEL_DIR: meldctl logs tail {job_name}",
+            )
         results.files = download_model(s3, status.model_uri, run_dir)
     if status.tensorboard_uri:
         results.tensorboard = run_dir / "tensorboard"

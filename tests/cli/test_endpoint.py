@@ -14,6 +14,7 @@ from aws_servers import (  # noqa: F401
     aws_env,
     create_training_job,
     model_archive,
+    moto_s3_env,
     moto_server,
     no_credentials,
     s3_client,
@@ -190,3 +191,107 @@ def test_ctrl_c_while_waiting_detaches(aws_env: str, monkeypatch: pytest.MonkeyP
     result = runner.invoke(app, _deploy_job(aws_env))
     assert result.exit_code == 130 and "Detached" in result.stderr and "meldctl endpoint delete e" in result.stderr
     assert boto3.client("sagemaker").describe_endpoint(EndpointName="e")  # it goes on
+
+
+def _timeline():  # noqa: ANN202
+    """A small timeline as an endpoint's container would analyse it (two utterances, one with a warning)."""
+    from meldctl.analysis.segments import Segmentation, Utterance
+    from meldctl.analysis.timeline import Timeline
+    from meldctl.inference import Prediction
+    from meldctl.labels import EMOTIONS, SENTIMENTS
+
+    utterances = [Utterance(0.5, 2.0, "Oh my God!"), Utterance(3.25, 5.0, "We were on a break.")]
+    probabilities = [[0.05, 0.6, 0.05, 0.05, 0.1, 0.05, 0.1], [0.1, 0.05, 0.05, 0.1, 0.05, 0.05, 0.6]]
+    predictions = [
+        Prediction(None, u.text, dict(zip(EMOTIONS, p, strict=True)), dict(zip(SENTIMENTS, (0.2, 0.3, 0.5),
+                   strict=True)), warnings=["text truncated"] if i else [])
+        for i, (u, p) in enumerate(zip(utterances, probabilities, strict=True))
+    ]  # fmt: skip
+    model = {"checkpoint": "/opt/ml/model/best.pt", "modalities": ["text", "audio", "video"],
+             "labels": {"emotion": list(EMOTIONS), "sentiment": list(SENTIMENTS)}}  # fmt: skip
+    return Timeline("episode.mp4", 6.0, Segmentation("subtitles", "subtitles_text", utterances), model, utterances,
+                    predictions, warnings=["1 cue skipped"], seconds={"total": 1.5})  # fmt: skip
+
+
+def _answer_with(server, route: str, results: list[dict]) -> None:  # noqa: ANN001
+    """What moto's SageMaker runtime answers the next invocations (`route`: endpoint-results, async-...)."""
+    request = urllib.request.Request(f"{server.url}/moto-api/static/sagemaker/{route}",
+                                     data=json.dumps({"results": results}).encode(), method="POST")  # fmt: skip
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def test_invoke_analyze_writes_what_meldctl_analyze_writes(aws_env: str, tmp_path: Path, moto_server) -> None:  # noqa: ANN001, F811
+    from meldctl.analysis.timeline import render_outputs, to_json
+
+    timeline = _timeline()
+    assert runner.invoke(app, [*_deploy_job(aws_env), "--bucket", aws_env]).exit_code == 0
+    _answer_with(moto_server, "endpoint-results", [{"Body": json.dumps(to_json(timeline)), "ContentType":
+                 "application/json"}])  # fmt: skip
+    video = tmp_path / "episode.mp4"
+    video.write_bytes(b"stands in for a whole video")
+    (tmp_path / "episode.srt").write_text("1\n00:00:00,500 --> 00:00:02,000\nOh my God!\n", encoding="utf-8")
+    result = runner.invoke(app, ["endpoint", "invoke", "e", str(video), "--analyze", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(json.dumps(to_json(timeline)))
+    out = tmp_path / "episode.meldctl"
+    expected = render_outputs(timeline)
+    for name in ("timeline.json", "timeline.csv", "timeline.srt"):
+        assert (out / name).read_bytes() == expected[name], name
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Warning: 1 cue skipped" in result.stderr
+
+
+def test_invoke_analyze_on_an_async_endpoint_goes_through_s3(
+    moto_s3_env: str,  # noqa: F811
+    tmp_path: Path,
+    moto_server,  # noqa: ANN001, F811
+) -> None:
+    """moto keeps async answers in its own S3: all of S3 is moto here."""
+    from meldctl.analysis.timeline import to_json
+
+    deployed = runner.invoke(app, [*_deploy_job(moto_s3_env), "--bucket", moto_s3_env, "--async"])
+    assert deployed.exit_code == 0, deployed.output
+    model = boto3.client("sagemaker").describe_model(ModelName=boto3.client("sagemaker").list_models()["Models"][0][
+        "ModelName"])["PrimaryContainer"]  # fmt: skip
+    inputs = f"{moto_s3_env}/meldctl/endpoints/e/inputs"
+    assert model["Environment"]["MELDCTL_SERVE__ALLOW_S3"] == inputs  # the container may read what invoke uploads
+    answer = to_json(_timeline())
+    too_long = '{"error": "the video is 42.0 minutes, over the limit of 30"}'
+    _answer_with(moto_server, "async-endpoint-results", [{"data": json.dumps(answer)}, {"data": json.dumps(answer)},
+                 {"is_failure": True, "data": too_long}])  # fmt: skip
+    small, large = tmp_path / "small.mp4", tmp_path / "large.mp4"
+    small.write_bytes(b"v" * 1000)
+    large.write_bytes(b"v" * (5 * 2**20))  # over the 6 MB of a request once in base64
+    for video in (small, large):
+        out = tmp_path / f"out-{video.stem}"
+        result = runner.invoke(app, ["endpoint", "invoke", "e", str(video), "--analyze", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "timeline.json").read_text()) == json.loads(json.dumps(answer))
+    s3 = boto3.client("s3")
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=moto_s3_env, Prefix=inputs.split("/", 1)[1])["Contents"]]
+    bodies = [json.loads(s3.get_object(Bucket=moto_s3_env, Key=key)["Body"].read()) for key in keys if
+              key.endswith(".request")]  # fmt: skip
+    assert sorted(set(body) for body in bodies) == [{"video_b64"}, {"video_s3"}]  # small inline, large by S3
+    uploaded = next(body["video_s3"] for body in bodies if "video_s3" in body)
+    assert uploaded.startswith(f"s3://{inputs}/") and uploaded.endswith("/large.mp4")
+    assert s3.head_object(Bucket=moto_s3_env, Key=uploaded.split("/", 3)[3])["ContentLength"] == 5 * 2**20
+    refused = runner.invoke(app, ["endpoint", "invoke", "e", str(small), "--analyze", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 1 and "over the limit of 30" in refused.stderr and "Traceback" not in refused.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--analyze"], "--analyze takes a VIDEO"),
+        (["VIDEO", "--analyze", "--text", "hi"], "--analyze takes a VIDEO"),
+        (["VIDEO", "--out", "o"], "go with --analyze"),
+        (["VIDEO", "--analyze", "--subtitles", "s.srt", "--segment", "vad"], "--subtitles cannot be used"),
+    ],
+)
+def test_invoke_analyze_refusals(args: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_credentials(monkeypatch, tmp_path)
+    (tmp_path / "v.mp4").write_bytes(b"v")
+    result = runner.invoke(app, ["endpoint", "invoke", "e", *[str(tmp_path / "v.mp4") if a == "VIDEO" else a
+                                                              for a in args]])  # fmt: skip
+    assert result.exit_code == 2 and says in " ".join(result.output.replace("│", " ").split()), result.output

@@ -134,3 +134,35 @@ def test_list_shows_meldctl_jobs(aws_env: str) -> None:  # noqa: F811
     jobs = json.loads(result.stdout)
     assert [job["name"] for job in jobs] == ["meldctl-ff-1"]
     assert jobs[0]["status"] == "Completed" and "best_metric" in jobs[0]
+
+
+def test_sync_skips_keys_it_cannot_write_here_and_syncs_the_rest(tmp_path: Path, moto_s3_env: str) -> None:  # noqa: F811
+    prefix = create_training_job(moto_s3_env, "meldctl-ii-1")
+    s3 = s3_client()
+    long_key, clash, dot = f"{prefix}/{'n' * 300}", f"{prefix}/clash/inner", f"{prefix}/run/./x"
+    for key in [f"{prefix}/clash", clash, long_key, dot, f"{prefix}/zz/events.out.tfevents.1"]:
+        s3.put_object(Bucket=moto_s3_env, Key=key, Body=b"e")
+    dest = tmp_path / "tb"
+    result = runner.invoke(app, ["logs", "sync", "meldctl-ii-1", "--dest", str(dest), "--json"])
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output
+    assert (dest / "clash").read_bytes() == b"e" and (dest / "zz" / "events.out.tfevents.1").read_bytes() == b"e"
+    skipped = json.loads(result.stdout)["skipped"]
+    assert sorted(skipped) == sorted([long_key, clash, dot])
+    assert "too long" in skipped[long_key] and "a file and a folder" in skipped[clash]
+    assert "outside" not in skipped[dot] and "'.' segment" in skipped[dot]
+    assert result.stderr.count("Warning: skipped S3 key") == 3 and "outside" not in result.stderr
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_list_never_cuts_a_job_name(aws_env: str, width: int, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from meldctl.cli.common import console
+
+    names = ["meldctl-0a1b2c-20261206094152", "meldctl-" + "long-experiment-name-" * 2 + "20261206094152"]
+    for name in names:
+        create_training_job(aws_env, name)
+    monkeypatch.setattr(console, "width", width)
+    result = runner.invoke(app, ["logs", "list"])
+    assert result.exit_code == 0, result.output
+    assert all(any(name in line for line in result.stderr.splitlines()) for name in names), result.stderr
+    assert max(len(line) for line in result.stderr.splitlines()) <= width

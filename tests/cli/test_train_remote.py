@@ -185,3 +185,12 @@ def test_help_imports_neither_boto3_nor_the_sdk() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_completed_job_without_its_model_says_so(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """moto marks the job Completed, and nothing wrote its model.tar.gz: not a missing bucket."""
+    result = runner.invoke(app, ["train", "--remote", "--role", ROLE, "--bucket", aws_env, "--data", "s3://x/d/"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+    assert "completed, but its model s3://" in error and "model.tar.gz is missing" in error, result.stderr
+    assert "does not exist" not in result.stderr and "meldctl logs tail meldctl-" in result.stderr

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 from aws_servers import aws_env, moto_s3_env, moto_server, s3_client, s3_server  # noqa: F401
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from meldctl.remote.s3 import local_target, sync_down, upload_file, upload_folder
+from meldctl.remote.s3 import local_target, locate, sync_down, upload_file, upload_folder
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -166,3 +168,22 @@ def test_an_interrupted_sync_finishes_on_the_next_run(
     rerun = sync_down(client, f"s3://{aws_env}/tb", dest)
     assert rerun.moved == ["events.b", "events.c"] and rerun.skipped == ["events.a"]
     assert (dest / "events.b").read_bytes() == b"b" * 10
+
+
+segments = st.sampled_from(["", ".", "..", "a", "b", "événement", "x" * 300, "a\\b", "c\0", " ", "~", "$HOME"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.one_of(st.lists(segments, min_size=1, max_size=6).map("/".join), st.text(max_size=80)))
+def test_a_key_never_maps_outside_the_destination(tmp_path: Path, key: str) -> None:
+    """Any key, hostile or not: a path strictly inside the destination or a reason, never an exception."""
+    dest = tmp_path / "dest"
+    if not (dest / "~").is_symlink():
+        dest.mkdir(exist_ok=True)
+        (dest / "~").symlink_to(tmp_path)  # a link already there that leads out: `~/x` must go nowhere
+    target, why = locate(dest, key)
+    if target is None:
+        assert why
+    else:
+        assert not why and target.is_relative_to(dest.resolve()) and target != dest.resolve()
+        assert target == dest.resolve().joinpath(*key.split("/")) and not key.startswith("~/")
