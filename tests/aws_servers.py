@@ -132,9 +132,9 @@ def s3_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     return _shared(request, "weed", lambda: start_weed(tmp_path_factory.mktemp("seaweedfs")))
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto_server: Server, s3_server: Server) -> str:
-    """Fake credentials, SageMaker and CloudWatch Logs in moto, S3 in SeaweedFS; returns a fresh bucket's name."""
+def local_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **endpoints: str) -> None:
+    """Fake credentials, no AWS configuration, and `endpoints` (AWS_ENDPOINT_URL...) as environment variables;
+    anything else over HTTP(S) goes to a closed port and fails at once, so no test can reach a real AWS."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     settings = {
@@ -144,18 +144,21 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto_server: Server
         "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL": moto_server.url,
-        "AWS_ENDPOINT_URL_SAGEMAKER": moto_server.url,
-        "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": moto_server.url,
-        "AWS_ENDPOINT_URL_S3": s3_server.url,
         "SAGEMAKER_VALIDATE_ROLE": "false",  # moto cannot simulate IAM policies
-        # Anything that is not one of the local servers goes to a closed port and fails at once.
         "HTTP_PROXY": "http://127.0.0.1:9",
         "HTTPS_PROXY": "http://127.0.0.1:9",
         "NO_PROXY": "127.0.0.1,localhost",
+        **endpoints,
     }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto_server: Server, s3_server: Server) -> str:
+    """Fake credentials, SageMaker and CloudWatch Logs in moto, S3 in SeaweedFS; returns a fresh bucket's name."""
+    local_aws(monkeypatch, tmp_path, AWS_ENDPOINT_URL=moto_server.url, AWS_ENDPOINT_URL_SAGEMAKER=moto_server.url,
+              AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=moto_server.url, AWS_ENDPOINT_URL_S3=s3_server.url)  # fmt: skip
     bucket = f"meldctl-{uuid.uuid4().hex[:12]}"
     s3_client().create_bucket(Bucket=bucket)
     return bucket
@@ -293,22 +296,4 @@ class FaultServer:
 
 def fault_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> None:
     """Fake credentials and every AWS endpoint at `url`; one retry, so throttling costs under a second."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    settings = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL": url,
-        "AWS_MAX_ATTEMPTS": "2",
-        "AWS_RETRY_MODE": "standard",
-        "SAGEMAKER_VALIDATE_ROLE": "false",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
+    local_aws(monkeypatch, tmp_path, AWS_ENDPOINT_URL=url, AWS_MAX_ATTEMPTS="2", AWS_RETRY_MODE="standard")

@@ -29,12 +29,15 @@ def invoke_analyze(
     as_json: bool,
 ) -> None:
     """Send the video (and its subtitles) to the endpoint, wait for the timeline, write the four files."""
+    from meldctl.analysis.outputs import check_output_folder, write_outputs
     from meldctl.analysis.subtitles import find_subtitles
-    from meldctl.analysis.timeline import summary, write_outputs
+    from meldctl.analysis.timeline import summary
     from meldctl.cli.analyze import _table, default_out_dir
     from meldctl.remote import aws
     from meldctl.remote.endpoint_invoke import analyze
 
+    out_dir = out or default_out_dir(video)
+    check_output_folder(out_dir)  # before the upload and the endpoint's work, not after
     subtitles = subtitles or (find_subtitles(video) if segment in ("auto", "subtitles") else None)
     subtitles_text = read_subtitles(subtitles) if subtitles is not None else None
     remote = resolve_settings(remote={"bucket": bucket, "region": region}).remote
@@ -50,7 +53,7 @@ def invoke_analyze(
             on_wait=waiting,
         )
     timeline = timeline_from_json(answer, name)
-    files = write_outputs(timeline, out or default_out_dir(video))
+    files = write_outputs(timeline, out_dir)
     for warning in timeline.warnings:
         console.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     if as_json:
@@ -88,7 +91,9 @@ def timeline_from_json(answer: dict[str, Any], endpoint: str) -> Any:
 
     try:
         rows = answer["utterances"]
-        utterances = [Utterance(float(row["start"]), float(row["end"]), row.get("text")) for row in rows]
+        utterances = [
+            Utterance(float(row["start"]), float(row["end"]), row.get("text"), row.get("speaker")) for row in rows
+        ]
         predictions = [
             Prediction(
                 clip=None,

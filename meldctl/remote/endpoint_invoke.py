@@ -20,13 +20,12 @@ from meldctl import protocol
 from meldctl.errors import RemoteError
 from meldctl.remote.aws import aws_boundary, aws_errors, container_error
 from meldctl.remote.endpoint_lifecycle import ENDPOINT, in_service
-from meldctl.remote.endpoint_spec import ALLOW_S3_VARIABLE, inputs_prefix
+from meldctl.remote.endpoint_spec import ALLOW_S3_VARIABLE, ASYNC_TIMEOUT_S, inputs_prefix
 from meldctl.remote.s3 import object_exists, parse_s3_uri, read_text, s3_uri
 
 REALTIME_LIMIT = 6 * 2**20
 """InvokeEndpoint's largest request body; a bigger clip or video goes through S3."""
 REALTIME_READ_TIMEOUT_S = 70  # SageMaker gives a real-time request 60 s: wait for its answer, not less
-ASYNC_TIMEOUT_S = 3600.0  # an hour of video takes minutes on a GPU, much longer on a CPU instance
 
 OnWait = Callable[[float], None]
 """Called with the seconds waited so far, each time an async answer is polled and not there yet."""
@@ -84,7 +83,7 @@ def analyze(
     bucket: str | None,
     prefix: str,
     poll_s: float = 10.0,
-    timeout_s: float = ASYNC_TIMEOUT_S,
+    timeout_s: float = ASYNC_TIMEOUT_S + 300,  # the endpoint's own limit, and the time to queue
     on_wait: OnWait | None = None,
 ) -> dict[str, Any]:
     """A whole video's timeline from an endpoint (its `/analyze` route), as `meldctl analyze --json` prints it.
@@ -171,7 +170,11 @@ def _invoke_async(
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=kind)
     with aws_errors(f"invoking endpoint {name}", resource=ENDPOINT):
         answer = boto.client("sagemaker-runtime").invoke_endpoint_async(
-            EndpointName=name, InputLocation=request, ContentType=kind, Accept=protocol.JSON
+            EndpointName=name,
+            InputLocation=request,
+            ContentType=kind,
+            Accept=protocol.JSON,
+            InvocationTimeoutSeconds=ASYNC_TIMEOUT_S,
         )
     output, failure = answer["OutputLocation"], answer.get("FailureLocation")
     start = time.monotonic()

@@ -41,6 +41,15 @@ STARTUP_TIMEOUT_S = 600  # pulling a multi-GB image and loading the checkpoint t
 ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # the checkpoint holds everything it needs
 ALLOW_S3_VARIABLE = "MELDCTL_SERVE__ALLOW_S3"
 """The container's setting `serve.allow_s3`: the S3 prefixes its `clip_s3`/`video_s3` requests may name."""
+ASYNC_TIMEOUT_S = 3600
+"""An async request's longest run (InvokeEndpointAsync's InvocationTimeoutSeconds at most): the container's
+`serve.timeout_s` on an async endpoint, whose requests are whole videos."""
+ASYNC_ENVIRONMENT = {
+    "MELDCTL_SERVE__TIMEOUT_S": str(ASYNC_TIMEOUT_S),
+    # serve's default of 30 minutes suits a real-time endpoint's 60 s only on a fast GPU anyway; an async one
+    # is for episodes and meetings, and `meldctl analyze` runs at several times real time on a GPU.
+    "MELDCTL_SERVE__MAX_VIDEO_MINUTES": "120",
+}
 _NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 
@@ -80,7 +89,7 @@ class EndpointSpec:
 
     def environment(self) -> dict[str, str]:
         """The container's environment: offline model hubs, and the S3 prefix its requests may read."""
-        found = dict(ENVIRONMENT)
+        found = dict(ENVIRONMENT) | (ASYNC_ENVIRONMENT if self.async_output else {})
         if self.inputs:
             found[ALLOW_S3_VARIABLE] = self.inputs.removeprefix("s3://")
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from meldctl.errors import RemoteError
+from meldctl.remote.answers import check_answers
 from meldctl.remote.aws import aws_errors
 from meldctl.remote.s3 import parse_s3_uri
 
@@ -25,7 +26,7 @@ def fetch_limited(uri: str, path: Path, limit: int) -> int:
     import botocore.exceptions
 
     bucket, key = parse_s3_uri(uri)
-    client = boto3.session.Session().client("s3")
+    client = check_answers(boto3.session.Session()).client("s3")
     with aws_errors(f"fetching {uri}"):
         try:
             head = client.head_object(Bucket=bucket, Key=key)

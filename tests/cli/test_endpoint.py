@@ -200,7 +200,7 @@ def _timeline():  # noqa: ANN202
     from meldctl.inference import Prediction
     from meldctl.labels import EMOTIONS, SENTIMENTS
 
-    utterances = [Utterance(0.5, 2.0, "Oh my God!"), Utterance(3.25, 5.0, "We were on a break.")]
+    utterances = [Utterance(0.5, 2.0, "Oh my God!", "Rachel"), Utterance(3.25, 5.0, "We were on a break.")]
     probabilities = [[0.05, 0.6, 0.05, 0.05, 0.1, 0.05, 0.1], [0.1, 0.05, 0.05, 0.1, 0.05, 0.05, 0.6]]
     predictions = [
         Prediction(None, u.text, dict(zip(EMOTIONS, p, strict=True)), dict(zip(SENTIMENTS, (0.2, 0.3, 0.5),
@@ -221,7 +221,8 @@ def _answer_with(server, route: str, results: list[dict]) -> None:  # noqa: ANN0
 
 
 def test_invoke_analyze_writes_what_meldctl_analyze_writes(aws_env: str, tmp_path: Path, moto_server) -> None:  # noqa: ANN001, F811
-    from meldctl.analysis.timeline import render_outputs, to_json
+    from meldctl.analysis.outputs import render_outputs
+    from meldctl.analysis.timeline import to_json
 
     timeline = _timeline()
     assert runner.invoke(app, [*_deploy_job(aws_env), "--bucket", aws_env]).exit_code == 0
@@ -255,6 +256,7 @@ def test_invoke_analyze_on_an_async_endpoint_goes_through_s3(
         "ModelName"])["PrimaryContainer"]  # fmt: skip
     inputs = f"{moto_s3_env}/meldctl/endpoints/e/inputs"
     assert model["Environment"]["MELDCTL_SERVE__ALLOW_S3"] == inputs  # the container may read what invoke uploads
+    assert model["Environment"]["MELDCTL_SERVE__TIMEOUT_S"] == "3600"  # an async request may run for an hour
     answer = to_json(_timeline())
     too_long = '{"error": "the video is 42.0 minutes, over the limit of 30"}'
     _answer_with(moto_server, "async-endpoint-results", [{"data": json.dumps(answer)}, {"data": json.dumps(answer)},
