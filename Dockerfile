@@ -35,7 +35,7 @@ COPY meldctl ./meldctl
 # meldctl pins its dependencies (torch==2.11.0, torchvision==0.26.0, torchaudio==2.11.0) in pyproject.toml;
 # PyPI's Linux torch wheels bring their CUDA libraries, so no CUDA base image is needed.
 # hadolint ignore=DL3013
-RUN pip install ".[minilm]" \
+RUN pip install ".[minilm,asr]" \
     && meldctl --version \
     && meldctl serve --help > /dev/null
 

@@ -107,17 +107,19 @@ class Plan:
     done: list[str] = field(default_factory=list)  # already with a timeline in OUT
     subtitles: list[str] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)  # what -> where
+    listed: bool = False  # False in a dry run: the videos are listed at submission
 
     def describe(self) -> dict[str, Any]:
         return {
             "job_name": self.spec.job_name, "region": self.spec.region, "source": self.spec.source.uri,
-            "out": self.spec.out, "videos": self.videos, "already_done": self.done, "subtitles": self.subtitles,
+            "out": self.spec.out, **({"videos": self.videos, "already_done": self.done, "subtitles": self.subtitles}
+                                     if self.listed else {"videos": "listed at submission"}),
             "uploads": self.uploads, "request": self.request,
         }  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Progress:
+class JobProgress:
     """Where a running job stands: its status, and the videos of its list that have a timeline in OUT."""
 
     status: str
@@ -291,16 +293,16 @@ def submit(spec: AnalysisSpec, *, on_upload: Callable[[str, str], None] | None =
 
 
 @aws.aws_boundary("following the analysis job", resource="processing job")
-def follow(region: str, job_name: str, out: str, videos: list[str], *, poll_s: float = POLL_S) -> Iterator[Progress]:
+def follow(region: str, job_name: str, out: str, videos: list[str], *, poll_s: float = POLL_S) -> Iterator[JobProgress]:
     """The job's progress, yielded when it changes, until the job ends (the last one is its final state)."""
     boto = aws.session(region)
     client, s3 = boto.client("sagemaker"), boto.client("s3")
-    last: Progress | None = None
+    last: JobProgress | None = None
     while True:
         found = client.describe_processing_job(ProcessingJobName=job_name)
         status = found.get("ProcessingJobStatus", "Unknown")
         done = len(_with_timeline(s3, out, videos))
-        now = Progress(status, done, len(videos), found.get("FailureReason") or found.get("ExitMessage") or "")
+        now = JobProgress(status, done, len(videos), found.get("FailureReason") or found.get("ExitMessage") or "")
         if now != last:
             last = now
             yield now
@@ -319,8 +321,11 @@ def results(region: str, job_name: str, out: str, videos: list[str]) -> list[Vid
     lines: dict[str, VideoResult] = {}
     for name in sorted(list_objects(s3, reports)):
         body = s3.get_object(Bucket=bucket, Key=f"{parse_s3_uri(reports)[1]}/{name}")["Body"].read()
-        for line in body.decode("utf-8").splitlines():
-            row = json.loads(line)
+        for line in body.decode("utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # not a report line: the table then shows the video by its timeline alone
             lines[row["video"]] = VideoResult(
                 row["video"], row["status"], row.get("utterances"), row.get("seconds"), row.get("error"),
                 name.removesuffix(".jsonl"),
@@ -343,9 +348,11 @@ def _listed(spec: AnalysisSpec, s3: Any) -> Plan:
     done = _with_timeline(s3, spec.out, videos)
     todo = [v for v in videos if v not in done]
     subtitles = sorted(k for k in objects if any(is_subtitle_of(v, k) for v in todo))
-    share = sum(objects[v].size for v in todo) / max(1, min(spec.instance_count, len(todo)))
+    if todo:  # an instance without a video would be paid for nothing
+        spec.instance_count = min(spec.instance_count, len(todo))
+    share = sum(objects[v].size for v in todo) / max(1, spec.instance_count)
     spec.volume_gb = max(MIN_VOLUME_GB, math.ceil(share / 2**30) + VOLUME_ROOM_GB)
-    return Plan(spec, {}, videos=todo, done=[v for v in videos if v in done], subtitles=subtitles)
+    return Plan(spec, {}, videos=todo, done=[v for v in videos if v in done], subtitles=subtitles, listed=True)
 
 
 def _clashes(videos: list[str]) -> tuple[str, str] | None:
