@@ -1,7 +1,7 @@
 """The Processing job's container command on a folder of episodes: one process over all of them, against the
 same command on each instance's share (the split `analyze --remote` makes): how much work the split adds.
 
-Run: `python benchmarks/bench_analyze_split.py [--episodes 6] [--instances 2] [--minutes 0.5] [--threads 2]
+Run: `python benchmarks/bench_analyze_split.py [--episodes 6] [--instances 2] [--minutes 2] [--threads 2]
 [--ckpt best.pt] [--work DIR]`.
 
 The command is the job's own: `build_request` of `meldctl.remote.processing` for a job with `--image` (a meldctl
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=6)
     parser.add_argument("--instances", type=int, default=2)
-    parser.add_argument("--minutes", type=float, default=0.5, help="length of each episode")
+    parser.add_argument("--minutes", type=float, default=2.0, help="length of each episode")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (OMP_NUM_THREADS) of every process")
     parser.add_argument("--ckpt", type=Path, help="a checkpoint trained on the sample (default: bench_analyze's)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "meldctl-bench-analyze")
