@@ -1,4 +1,4 @@
-"""AWS for meldctl: SageMaker training jobs, S3 transfers, CloudWatch logs.
+"""AWS for meldctl: SageMaker training jobs, endpoints and Processing jobs, S3 transfers, CloudWatch logs.
 
 Only this package imports boto3 and the SageMaker SDK, and only inside functions, so `meldctl --help` and
 local work never pay for them. Every AWS failure leaves here as a `RemoteError` with a hint (`aws.aws_errors`).
@@ -13,6 +13,7 @@ local work never pay for them. Every AWS failure leaves here as a `RemoteError` 
 | `endpoint_spec` | an endpoint from the options: model data, the three requests (no AWS call) |
 | `endpoint_lifecycle` | checks before a deploy, deploy or update, wait, list, delete |
 | `endpoint_invoke` | one clip or a whole video to an endpoint, real-time or async through S3 |
+| `processing` | `analyze s3://... --remote`: the Processing job's request, submission, progress, results |
 | `checks` | what every job and endpoint is checked for first: role, image region, instance type |
 | `s3`, `objects`, `cloudwatch`, `logs` | transfers, one object with a limit, log streams, `meldctl logs` |
 | `aws` | the session, bucket checks, the error boundary and its one table of hints |

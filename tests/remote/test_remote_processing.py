@@ -17,7 +17,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_servers import ROLE, aws_env, moto_server, no_credentials, s3_client, s3_server  # noqa: F401
+from aws_servers import (  # noqa: F401
+    ROLE,
+    aws_env,
+    create_training_job,
+    moto_server,
+    no_credentials,
+    s3_client,
+    s3_server,
+)
 from typer.testing import CliRunner
 
 from meldctl.cli import app
@@ -235,3 +243,29 @@ def test_checks_of_train_remote_apply(tmp_path: Path, monkeypatch: pytest.Monkey
         assert says in result.output, result.output
     local = runner.invoke(app, ["analyze", str(tmp_path), "--remote", "--out", "s3://results/t/", "--role", ROLE])
     assert local.exit_code == 2 and "upload them first" in local.output
+
+
+def test_a_training_jobs_model_and_what_aws_refuses(aws_env: str, tmp_path: Path) -> None:  # noqa: F811
+    s3_client().put_object(Bucket=aws_env, Key="shows/ep1.mp4", Body=b"a video, as far as S3 knows")
+    create_training_job(aws_env, "meldctl-abc123-20261206")
+    base = ["analyze", f"s3://{aws_env}/shows/", "--remote", "--role", ROLE, "--instance-type", "ml.m5.xlarge"]
+
+    result = runner.invoke(app, [*base, "--out", f"s3://{aws_env}/t/", "--ckpt", "meldctl-abc123-20261206",
+                                 "--no-wait", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    inputs = {i["InputName"]: i["S3Input"] for i in json.loads(result.stdout)["request"]["ProcessingInputs"]}
+    model = boto3.client("sagemaker").describe_training_job(TrainingJobName="meldctl-abc123-20261206")
+    assert inputs["model"]["S3Uri"] == model["ModelArtifacts"]["S3ModelArtifacts"]
+    assert "subtitles" not in inputs  # ep1 has none: no empty manifest
+
+    for args, says in (
+        (["--out", "s3://no-such-bucket-meldctl/t/", "--ckpt", "meldctl-abc123-20261206"], "no-such-bucket-meldctl"),
+        (["--out", f"s3://{aws_env}/t/", "--ckpt", "no-such-job"], "no-such-job"),
+    ):
+        refused = runner.invoke(app, [*base, *args, "--no-wait"])
+        assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
+        errors = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and says in errors[0], refused.output
+    empty = runner.invoke(app, ["analyze", f"s3://{aws_env}/nothing/", *base[2:], "--out", f"s3://{aws_env}/t/",
+                                "--ckpt", "meldctl-abc123-20261206"])  # fmt: skip
+    assert empty.exit_code == 1 and "no video under" in empty.output
