@@ -17,12 +17,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -82,6 +82,15 @@ class ErrorBody(BaseModel):
     error: str
 
 
+_PAIR = {
+    "type": "array",
+    "items": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+    "minItems": 2,
+    "maxItems": 2,
+    "description": "[emotion, probability]",
+}  # a pair without a tuple schema: FastAPI writes a tuple in the OpenAPI 3.0 way, which 3.1 validators refuse
+
+
 class PredictionBody(BaseModel):
     """One prediction, as `meldctl predict --json` prints it."""
 
@@ -91,7 +100,7 @@ class PredictionBody(BaseModel):
     sentiment: dict[str, float]
     top_emotion: str
     top_sentiment: str
-    top_emotions: list[tuple[str, float]]
+    top_emotions: list[Annotated[tuple[str, float], WithJsonSchema(_PAIR)]]
     missing: list[str] | None = None
     warnings: list[str] | None = None
 

@@ -38,7 +38,7 @@ def test_the_api_keeps_its_own_schema(served: ServeProcess, mode: str) -> None:
             continue  # nothing to get wrong: the GET routes take no parameters
 
         @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
-        @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck),
+        @settings(max_examples=50, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck),
                   database=None)  # fmt: skip
         def call(case) -> None:  # noqa: ANN001 - schemathesis' Case
             case.call_and_validate(checks=CHECKS, timeout=120)
