@@ -63,10 +63,6 @@ class Limits:
     text_bytes: int = TEXT_LIMIT
 
     @property
-    def form_bytes(self) -> int:
-        return self.clip_bytes + self.text_bytes + FORM_OVERHEAD
-
-    @property
     def json_bytes(self) -> int:
         return b64_length(self.clip_bytes) + FORM_OVERHEAD
 
