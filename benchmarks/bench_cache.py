@@ -6,7 +6,7 @@ Without `--data-dir` it prepares the embedded 70-clip sample into a temporary fo
 
 Both rows drive the real training code on the train split, with the same model (text, audio and video;
 frozen text encoder and R3D-18 backbone; the default modality dropout), optimiser, loss and loader settings:
-`build_datasets` (cache off, then on), `Collator`, `EpochBatches`, `trainer._loader`, `build_optimizer` and
+`build_datasets` (cache off, then on), `Collator`, `EpochBatches`, `trainer._loader`, `optim.build_optimizer` and
 `train_step`, as `run_training` wires them. An epoch's seconds are the wall time of its batches.
 - no cache: every step decodes the clips (16 frames, Kinetics resize + centre crop) and WAVs in DataLoader
   workers, tokenises the text and runs MiniLM and R3D-18 forward, then the trainable part forward and
@@ -37,9 +37,10 @@ from meldctl.prepare import prepare
 from meldctl.settings import DataSettings, ModelSettings, TrainSettings
 from meldctl.training.loop import train_step
 from meldctl.training.losses import MultiTaskLoss, class_weights
+from meldctl.training.optim import build_optimizer, build_schedule
 from meldctl.training.rng import seed_everything
 from meldctl.training.sampler import EpochBatches
-from meldctl.training.trainer import _loader, _schedule, audio_statistics, build_optimizer
+from meldctl.training.trainer import _loader, audio_statistics
 
 CPU = torch.device("cpu")
 
@@ -57,7 +58,7 @@ def epochs(
     sampler = EpochBatches(len(dataset), train.batch_size, seed=train.seed)
     loader = _loader(dataset, collate, train, batch_sampler=sampler)
     optimizer = build_optimizer(model, train)
-    scheduler = _schedule(optimizer, count * len(sampler), train.warmup_ratio)
+    scheduler = build_schedule(optimizer, count * len(sampler), train.warmup_ratio)
     seconds = []
     for epoch in range(1, count + 1):
         sampler.start(epoch)

@@ -53,6 +53,13 @@ def test_explicit_config_file_and_comma_lists(tmp_path: Path, monkeypatch: pytes
         ("[train\n", {}, "is not valid TOML"),
         ("", {"MELDCTL_TRAIN__BATCH_SIZE": "big"}, "MELDCTL_TRAIN__BATCH_SIZE"),
         ("", {"MELDCTL_MODEL__MODALITIES": "smell"}, "unknown modality 'smell'"),
+        # Non-finite numbers mean nothing as settings (`lr = inf` trained on NaN losses), from any layer.
+        ("[train]\ngrad_clip = inf\n", {}, "train.grad_clip = inf"),
+        ("[train]\nlr = nan\n", {}, "finite number"),
+        ("[model]\nmodality_dropout = nan\n", {}, "model.modality_dropout = nan"),
+        ("", {"MELDCTL_TRAIN__WEIGHT_DECAY": "inf"}, "MELDCTL_TRAIN__WEIGHT_DECAY"),
+        ("", {"MELDCTL_TRAIN__LR": "-inf"}, "finite number"),
+        ("", {"MELDCTL_DATA__MAX_CLIP_SECONDS": "Infinity"}, "finite number"),
     ],
 )
 def test_bad_values_name_key_and_source(
@@ -65,6 +72,14 @@ def test_bad_values_name_key_and_source(
         load_settings()
     assert needle in str(info.value)
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("key", ["lr", "encoder_lr", "weight_decay", "grad_clip", "checkpoint_interval_s"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")], ids=["inf", "nan"])
+def test_non_finite_flags_are_refused(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match="finite number") as info:
+        load_settings(overrides={"train": {key: value}})
+    assert f"train.{key}" in str(info.value) and "command-line flag" in str(info.value)
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:

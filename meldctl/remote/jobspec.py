@@ -11,8 +11,9 @@ Every S3 location derives from one root, `s3://BUCKET/PREFIX/` (`S3Layout`):
       tensorboard/               /opt/ml/output/tensorboard, synced while the job runs
 
 The job's command (`JobSpec.command`) is run by the SDK's `sm_train.sh` with `eval` after it has sourced the
-job's environment; it starts with `exec`, so that meldctl (or torchrun) replaces the shell and receives the
-SIGTERM that SageMaker sends on a stop or a spot interruption (the SDK's script-driver chain forwards none).
+job's environment; it starts with `exec`, so that meldctl (or torchrun, through `meldctl.training.torchrun`)
+replaces the shell and receives the SIGTERM that SageMaker sends on a stop or a spot interruption (the SDK's
+script-driver chain forwards none).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ VOLUME_GB = 100  # room for MELD's clips and audio, the pip-installed torch whee
 BEST_METRIC = "dev_emotion_weighted_f1"
 SINGLE_COMMAND = "exec ${SM_PYTHON_CMD:-python3} -m meldctl train"
 # torchrun on every node, one process per GPU (at least one); NCCL on the interface SageMaker names, as the
-# SDK's own Torchrun driver sets it.
+# SDK's own Torchrun driver sets it. torchrun through meldctl's launcher, so that a stop exits 143, not 1.
 TORCHRUN_COMMAND = (
-    "NCCL_SOCKET_IFNAME=$SM_NETWORK_INTERFACE_NAME exec torchrun --nnodes=$SM_HOST_COUNT "
+    "NCCL_SOCKET_IFNAME=$SM_NETWORK_INTERFACE_NAME exec ${SM_PYTHON_CMD:-python3} -m meldctl.training.torchrun "
+    "--nnodes=$SM_HOST_COUNT "
     "--nproc_per_node=$((SM_NUM_GPUS>0?SM_NUM_GPUS:1)) --node_rank=$SM_CURRENT_HOST_RANK "
     "--master_addr=$SM_MASTER_ADDR --master_port=$SM_MASTER_PORT -m meldctl train"
 )

@@ -6,6 +6,7 @@ Outside torchrun every function here is a no-op for one process, so the trainer 
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -126,5 +127,13 @@ def cooperation(info: DistInfo, device: torch.device) -> Cooperation:
 
 
 def teardown(info: DistInfo) -> None:
+    """Leave the process group. Call it once nothing refers to DDP any more.
+
+    A DDP reducer that outlives `destroy_process_group` frees the gloo group later, from whatever code drops
+    the last reference, and gloo's destructor can then deadlock with a gloo thread that waits for the GIL: the
+    rank never exits. Collecting first frees any such reducer caught in a reference cycle while the group
+    still exists.
+    """
     if info.enabled and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from meldctl.training.board import TensorBoard
 from meldctl.training.loop import Meter, predict, train_step
 from meldctl.training.losses import MultiTaskLoss, class_weights
 from meldctl.training.metrics import head_metrics
+from meldctl.training.optim import build_optimizer, build_schedule, mixed_precision
 from meldctl.training.rng import rng_state, seed_everything, set_rng_state
 from meldctl.training.sampler import EpochBatches
 
@@ -111,43 +113,72 @@ def run_training(
     info = dist.setup(device, train.dist_timeout_s)
     reporter = reporter if reporter is not None and info.is_main else Reporter()
     try:
-        seed_everything(train.seed)  # the same initial weights on every rank (and in `meldctl cache build`)
-        start = _start(model_settings, resume, device)
-        plan = DataPlan(
-            data.data_dir, start.preprocess, start.tokenizer, tokenizer_digest(start.tokenizer_files), data.cache,
-            device, train.workers, reporter.progress, should_stop, stop_signal, dist.cooperation(info, device),
+        return _train(
+            data, model_settings, train, run_dir=run_dir, resume=resume, info=info, device=device, reporter=reporter,
+            should_stop=should_stop, stop_signal=stop_signal, settings_toml=settings_toml,
         )  # fmt: skip
-        datasets, cached = _datasets(start, plan, train.seed)
-        counts = label_counts(datasets["train"].rows)
-        sampler = EpochBatches(
-            len(datasets["train"]), train.batch_size, seed=train.seed, rank=info.rank, world=info.world_size
-        )
-        optimizer = build_optimizer(start.model, train)
-        amp_dtype, scaler = _amp(device, train.precision)
-        run = _Run(
-            model=start.model, wrapped=_wrap(start.model, info, device), preprocess=start.preprocess,
-            tokenizer_files=start.tokenizer_files, criterion=_criterion(counts, train, device), optimizer=optimizer,
-            scheduler=_schedule(optimizer, train.epochs * max(1, len(sampler)), train.warmup_ratio),
-            amp_dtype=amp_dtype, scaler=scaler, train=train, run_dir=run_dir, info=info, device=device,
-            reporter=reporter, should_stop=should_stop, stop_signal=stop_signal,
-            extra={"train_counts": {"emotion": counts[0], "sentiment": counts[1]}, "data_dir": str(data.data_dir)},
-        )  # fmt: skip
-        collate = Collator(kinds_for(start.model.config.modalities), start.preprocess, start.tokenizer)
-        train_loader = _loader(datasets["train"], collate, train, batch_sampler=sampler)
-        run.dev_loader = _loader(datasets["dev"], collate, train, batch_size=max(train.batch_size, 64))
-        seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
-        state = RunState()
-        if start.training is not None:
-            state = _restore(start.training, run.optimizer, run.scheduler, run.scaler, info)
-            _carry_best(resume if resume.is_dir() else resume.parent, run_dir)
-        if settings_toml is not None and info.is_main:
-            write_text_atomic(run_dir / "settings.toml", settings_toml)
-        result = _fit(run, state, train_loader, sampler)
-        result.missing = {split: missing_counts(ds) for split, ds in datasets.items()}
-        result.cached = cached
-        return result
+    except BaseException as exc:
+        # A failed run's traceback keeps its frames, and with them DDP: let go of it before the group goes.
+        traceback.clear_frames(exc.__traceback__)
+        raise
     finally:
         dist.teardown(info)
+
+
+def _train(
+    data: DataSettings,
+    model_settings: ModelSettings,
+    train: TrainSettings,
+    *,
+    run_dir: Path,
+    resume: Path | None,
+    info: dist.DistInfo,
+    device: torch.device,
+    reporter: Reporter,
+    should_stop: Callable[[], bool],
+    stop_signal: Callable[[], str | None],
+    settings_toml: str | None,
+) -> TrainResult:
+    """The run, once the process group is up.
+
+    Everything that holds the group (DDP and its reducer) is local here, so it is gone when this returns, before
+    `run_training` destroys the group: a reducer freed after `destroy_process_group` can deadlock gloo's destructor.
+    """
+    seed_everything(train.seed)  # the same initial weights on every rank (and in `meldctl cache build`)
+    start = _start(model_settings, resume, device)
+    plan = DataPlan(
+        data.data_dir, start.preprocess, start.tokenizer, tokenizer_digest(start.tokenizer_files), data.cache,
+        device, train.workers, reporter.progress, should_stop, stop_signal, dist.cooperation(info, device),
+    )  # fmt: skip
+    datasets, cached = _datasets(start, plan, train.seed)
+    counts = label_counts(datasets["train"].rows)
+    sampler = EpochBatches(
+        len(datasets["train"]), train.batch_size, seed=train.seed, rank=info.rank, world=info.world_size
+    )
+    optimizer = build_optimizer(start.model, train)
+    amp_dtype, scaler = mixed_precision(device, train.precision)
+    run = _Run(
+        model=start.model, wrapped=_wrap(start.model, info, device), preprocess=start.preprocess,
+        tokenizer_files=start.tokenizer_files, criterion=_criterion(counts, train, device), optimizer=optimizer,
+        scheduler=build_schedule(optimizer, train.epochs * max(1, len(sampler)), train.warmup_ratio),
+        amp_dtype=amp_dtype, scaler=scaler, train=train, run_dir=run_dir, info=info, device=device,
+        reporter=reporter, should_stop=should_stop, stop_signal=stop_signal,
+        extra={"train_counts": {"emotion": counts[0], "sentiment": counts[1]}, "data_dir": str(data.data_dir)},
+    )  # fmt: skip
+    collate = Collator(kinds_for(start.model.config.modalities), start.preprocess, start.tokenizer)
+    train_loader = _loader(datasets["train"], collate, train, batch_sampler=sampler)
+    run.dev_loader = _loader(datasets["dev"], collate, train, batch_size=max(train.batch_size, 64))
+    seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
+    state = RunState()
+    if start.training is not None:
+        state = _restore(start.training, run.optimizer, run.scheduler, run.scaler, info)
+        _carry_best(resume if resume.is_dir() else resume.parent, run_dir)
+    if settings_toml is not None and info.is_main:
+        write_text_atomic(run_dir / "settings.toml", settings_toml)
+    result = _fit(run, state, train_loader, sampler)
+    result.missing = {split: missing_counts(ds) for split, ds in datasets.items()}
+    result.cached = cached
+    return result
 
 
 @dataclass
@@ -178,10 +209,11 @@ def _start(settings: ModelSettings, resume: Path | None, device: torch.device) -
 def _datasets(start: _Start, plan: DataPlan, seed: int) -> tuple[dict[str, UtteranceDataset], list[str]]:
     """The train and dev datasets (building the feature cache), and the audio statistics of a fresh model."""
     rows = {split: read_manifest(plan.data_dir, split) for split in ("train", "dev")}
+    for split, least in (("train", 2), ("dev", 1)):  # before any feature is computed for them
+        if len(rows[split]) < least:
+            found = f"{len(rows[split])} {split} utterances in {plan.data_dir}"
+            raise DataError(f"too few to train: {found}, at least {least} needed", hint="run meldctl prepare")
     datasets, cached = build_datasets(rows, start.model, plan)
-    if len(datasets["train"]) < 2:
-        found = len(datasets["train"])
-        raise DataError(f"only {found} training utterances in {plan.data_dir}", hint="run meldctl prepare")
     if start.training is None and start.model.audio is not None:
         start.model.audio.set_normalisation(*audio_statistics(datasets["train"], seed))
     return datasets, cached
@@ -241,50 +273,6 @@ def _loader(dataset: UtteranceDataset, collate: Collator, train: TrainSettings, 
     )
 
 
-def build_optimizer(model: MeldModel, train: TrainSettings) -> torch.optim.AdamW:
-    """AdamW; weight decay on weight matrices only (not on biases, norms, the layer mix or the stand-ins).
-
-    An unfrozen encoder trains at `encoder_lr`, the rest at `lr`.
-    """
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        encoder = name.startswith(("text.encoder", "video.backbone"))
-        decay = param.ndim >= 2 and not name.startswith("stand_ins")
-        groups.setdefault((encoder, decay), []).append(param)
-    return torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "lr": train.encoder_lr if encoder else train.lr,
-                "weight_decay": train.weight_decay if decay else 0.0,
-            }
-            for (encoder, decay), params in sorted(groups.items())
-        ]
-    )
-
-
-def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> Any:
-    warmup = max(1, int(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.5 * (1 + math.cos(math.pi * progress))  # cosine decay to zero
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _amp(device: torch.device, precision: str) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
-    if device.type != "cuda" or precision == "fp32":
-        return None, None
-    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16, None
-    return torch.float16, torch.amp.GradScaler("cuda")
-
-
 def _restore(training: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any, info: dist.DistInfo) -> RunState:
     optimizer.load_state_dict(training["optimizer"])
     scheduler.load_state_dict(training["scheduler"])
@@ -329,7 +317,13 @@ class _Run:
     board: Any = None
 
     def save(self, name: str, metrics: dict[str, Any], state: RunState | None = None) -> Path | None:
-        """Write `name` on rank 0 (with resume state when `state` is given); every rank must call it."""
+        """Write `name` on rank 0 (with resume state when `state` is given); every rank must call it.
+
+        Raises:
+            MeldError: the weights are not finite (the same on every rank: DDP keeps them equal).
+        """
+        if not _finite(self.model):
+            raise _diverged(self.train, f"the weights are no longer finite; {name} was not written")
         rngs = dist.gather_objects(self.info, rng_state()) if state is not None else None
         if not self.info.is_main:
             return None
@@ -371,9 +365,13 @@ def _fit(run: _Run, state: RunState, train_loader: Any, sampler: EpochBatches) -
             )  # fmt: skip
             meter.add(loss, parts, logits, batch)
             state.batches_done += 1
-            run.reporter.batch(len(batch["emotion"]), loss.item())
+            value = loss.item()
+            run.reporter.batch(len(batch["emotion"]), value)
             due = 0 < train.checkpoint_interval_s <= time.monotonic() - last_save
-            stop, due = dist.any_flags(info, [run.should_stop(), due], device)
+            stop, due, diverged = dist.any_flags(info, [run.should_stop(), due, not math.isfinite(value)], device)
+            if diverged:  # every rank stops here, before any checkpoint of the weights this step has made
+                where = f"epoch {state.epoch}, batch {state.batches_done}"
+                raise _diverged(train, f"the training loss is no longer finite ({where})")
             if stop or due:
                 state.meter = meter.state()
                 run.save("last.pt", {"epoch": state.epoch - 1}, state)
@@ -446,6 +444,20 @@ def _result(run: _Run, state: RunState, stopped: str, epochs_run: int) -> TrainR
         cached=[],
         tensorboard_dir=run.board.folder if run.board is not None else None,
         signal=run.stop_signal() if stopped == "interrupted" else None,
+    )
+
+
+def _finite(model: MeldModel) -> bool:
+    """Whether every trainable weight and every buffer (BatchNorm's statistics) is finite."""
+    tensors = [p for p in model.parameters() if p.requires_grad] + [b for b in model.buffers() if b.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
+
+
+def _diverged(train: TrainSettings, what: str) -> MeldError:
+    return MeldError(
+        f"training diverged: {what}",
+        hint=f"lower the learning rate (lr = {train.lr:g}, encoder_lr = {train.encoder_lr:g}); "
+        "checkpoints written before this point are kept",
     )
 
 

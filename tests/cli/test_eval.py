@@ -103,3 +103,24 @@ def test_eval_ablates_modalities_of_one_checkpoint(trained_run: Path) -> None:
     assert (trained_run / "eval" / "test-text" / "report.json").is_file()
     refused = runner.invoke(app, [*base, "--modalities", "smell"])
     assert refused.exit_code == 2 and "unknown modality" in refused.output
+
+
+def test_eval_refuses_unknown_labels_and_empty_splits_before_any_cache(trained_run: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from helpers import copy_prepared
+
+    from meldctl.data.manifest import read_manifest, write_manifest
+
+    data_dir = copy_prepared(trained_run.parent / "data", tmp_path / "data")
+    rows = read_manifest(data_dir, "test")
+    for bad, needle in (
+        ([dataclasses.replace(rows[0], emotion="ecstatic"), *rows[1:]], "test.jsonl:1: malformed manifest line"),
+        ([*rows[:2], dataclasses.replace(rows[2], sentiment="mixed")], "unknown sentiment 'mixed'"),
+        ([], "has no utterances"),
+    ):
+        write_manifest(data_dir, "test", bad)
+        result = runner.invoke(app, ["eval", str(trained_run / "best.pt"), "--data-dir", str(data_dir)])
+        assert result.exit_code == 1 and needle in result.output, result.output
+        assert "Traceback" not in result.output
+        assert not (data_dir / "cache").exists()

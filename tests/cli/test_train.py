@@ -73,6 +73,46 @@ def test_bad_inputs_are_one_line(fast_sample: Path, tiny_bert: Path, tmp_path: P
     assert "Traceback" not in result.output
 
 
+def test_bad_labels_and_empty_splits_are_one_line_before_any_cache(
+    fast_sample: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from meldctl.data.manifest import read_manifest, write_manifest
+
+    rows = {split: read_manifest(fast_sample, split) for split in ("train", "dev")}
+    cases = [
+        ("train", [*rows["train"][:3], dataclasses.replace(rows["train"][3], emotion="ecstatic")], "train.jsonl:4"),
+        ("dev", [dataclasses.replace(rows["dev"][0], sentiment="mixed")], "unknown sentiment 'mixed'"),
+        ("train", [], "0 train utterances"),
+        ("train", rows["train"][:1], "1 train utterances"),
+        ("dev", [], "0 dev utterances"),
+    ]
+    for split, bad, needle in cases:
+        write_manifest(fast_sample, split, bad)
+        result = runner.invoke(app, _args(fast_sample, tiny_bert, tmp_path / "run"))
+        assert result.exit_code == 1 and needle in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 2 and "Hint:" in result.output  # one line and its hint
+        assert not (fast_sample / "cache").exists(), "refused before any feature is computed"
+        assert not (tmp_path / "run").exists()
+        write_manifest(fast_sample, split, rows[split])
+    result = runner.invoke(app, [*_args(fast_sample, tiny_bert, tmp_path / "run"), "--lr", "inf"])
+    assert result.exit_code == 2 and "train.lr = inf" in result.output and "finite" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_run_stops_with_one_line_and_no_checkpoint(
+    fast_sample: Path, tiny_bert: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    args = [*_args(fast_sample, tiny_bert, run), "--modalities", "text", "--lr", "1e30", "--epochs", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "training diverged: the training loss is no longer finite (epoch 1, batch" in result.output
+    assert "lower the learning rate (lr = 1e+30" in result.output and "Traceback" not in result.output
+    assert not run.exists() or not list(run.glob("*.pt"))
+
+
 def _env() -> dict[str, str]:
     # The autouse fixture already dropped the user's MELDCTL_* variables; keep the ones the test set.
     return {**os.environ, "PYTHONUNBUFFERED": "1", "MELDCTL_TRAIN__WORKERS": "0", "COLUMNS": "200"}

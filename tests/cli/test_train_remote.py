@@ -52,7 +52,8 @@ def test_dry_run_table_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.Monkey
     result = runner.invoke(app, [*DRY, "--spot", "--instance-count", "2", "--data", "s3://b/data/"])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert "ml.g5.xlarge" in result.stderr and "exec torchrun" in result.stderr and "max wait 172800 s" in result.stderr
+    assert "ml.g5.xlarge" in result.stderr and "meldctl.training.torchrun" in result.stderr
+    assert "max wait 172800 s" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,8 @@ def test_one_process_runs_itself_several_run_under_torchrun() -> None:
     assert single.command.startswith("exec ")  # meldctl replaces the shell: SIGTERM reaches it
     for spec in (spec_for(instance_count=2), spec_for(instance_type="ml.g5.12xlarge")):
         assert spec.distributed and spec.command == TORCHRUN_COMMAND
-    assert "exec torchrun" in TORCHRUN_COMMAND and TORCHRUN_COMMAND.endswith("-m meldctl train")
+    assert "exec ${SM_PYTHON_CMD:-python3} -m meldctl.training.torchrun --nnodes" in TORCHRUN_COMMAND
+    assert TORCHRUN_COMMAND.endswith("-m meldctl train")
     assert (
         gpus_per_instance("us-east-1", "ml.p4d.24xlarge") == 8 and gpus_per_instance("us-east-1", "ml.m5.xlarge") == 1
     )

@@ -253,7 +253,7 @@ def test_a_checkpoint_every_interval_mid_epoch(prepared_copy: Path, tiny_bert: P
 def test_adamw_does_not_decay_biases_norms_or_stand_ins(tiny_bert: Path) -> None:
     from meldctl.model import ModelConfig, build_model
     from meldctl.settings import TrainSettings
-    from meldctl.training.trainer import build_optimizer
+    from meldctl.training.optim import build_optimizer
 
     model = build_model(ModelConfig(text_model=str(tiny_bert), video_weights="none"))
     optimizer = build_optimizer(model, TrainSettings(weight_decay=0.05))
@@ -266,3 +266,32 @@ def test_adamw_does_not_decay_biases_norms_or_stand_ins(tiny_bert: Path) -> None
     assert {names[id(p)] for g in optimizer.param_groups for p in g["params"]} == {
         n for n, p in model.named_parameters() if p.requires_grad
     }
+
+
+def test_no_checkpoint_is_written_from_non_finite_weights(
+    prepared_copy: Path, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last step of epoch 2 leaves a NaN weight behind a finite loss: neither best.pt nor last.pt takes it."""
+    from meldctl.errors import MeldError
+    from meldctl.training import trainer
+
+    s = _settings(prepared_copy, tiny_bert, epochs=3, patience=0)
+    s.model.modalities = ["text"]
+    real, steps = trainer.train_step, {"n": 0}
+
+    def poisoning_step(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        out = real(model, *args, **kwargs)
+        steps["n"] += 1
+        if steps["n"] == 2 * 6:  # 42 rows in batches of 8: 6 batches an epoch
+            with torch.no_grad():
+                next(p for p in model.parameters() if p.requires_grad).view(-1)[0] = float("nan")
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", poisoning_step)
+    with pytest.raises(MeldError, match="training diverged: the weights are no longer finite"):
+        run_training(s.data, s.model, s.train, run_dir=tmp_path / "run")
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["training"]["state"]["epoch"] == 2  # still the end of epoch 1
+    for name in ("best.pt", "last.pt"):
+        weights = read_checkpoint(tmp_path / "run" / name)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), name
