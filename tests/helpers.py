@@ -83,3 +83,17 @@ def tar_gz_bytes(files: dict[str, bytes]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def children(pid: int) -> list[int]:
+    """The processes that `pid` started (and that are still alive), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        found += [int(c) for c in text.split()]
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid`'s children, theirs, and so on (torchrun's workers leave its process group: killpg misses them)."""
+    return [d for child in children(pid) for d in (child, *descendants(child))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import click
 import typer
@@ -26,7 +26,7 @@ from meldctl.cli import serve as serve_cmd
 from meldctl.cli import train as train_cmd
 from meldctl.cli import weights as weights_cmd
 from meldctl.cli.common import console, root
-from meldctl.errors import MeldError
+from meldctl.errors import Interrupted, MeldError
 
 
 class Terminated(BaseException):  # noqa: N818  (like KeyboardInterrupt: a request, not an error)
@@ -41,11 +41,17 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 class _MeldGroup(TyperGroup):
-    """Turns a `MeldError` into one red line (plus a hint) and its exit code; `--debug` shows the traceback."""
+    """Turns a `MeldError` into one red line (plus a hint) and its exit code; `--debug` shows the traceback.
+
+    A stop (`Interrupted`, Ctrl-C's KeyboardInterrupt, SIGTERM's `Terminated`) is one yellow line and exit code
+    130 or 143 (`Interrupted.exit_code`: the one place that maps a signal to its code).
+    """
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         try:
             return super().invoke(ctx)
+        except Interrupted as exc:
+            _stopped(exc)
         except MeldError as exc:
             if root.debug:
                 raise
@@ -57,8 +63,7 @@ class _MeldGroup(TyperGroup):
             if root.debug:
                 raise
             name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-            console.print(f"[yellow]Stopped by {name}.[/] Run the same command again: finished work is kept.")
-            raise typer.Exit(143 if name == "SIGTERM" else 130) from None
+            _stopped(Interrupted("finished work is kept", name, hint="run the same command again"))
         except OSError as exc:
             if root.debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -66,6 +71,13 @@ class _MeldGroup(TyperGroup):
             console.print(f"[bold red]Error:[/] no space left on the device{escape(where)}", soft_wrap=True)
             console.print("[dim]Hint: free some space and run the command again: finished work is kept[/]")
             raise typer.Exit(1) from None
+
+
+def _stopped(exc: Interrupted) -> NoReturn:
+    console.print(f"[yellow]Stopped by {exc.signal or 'a signal'}:[/] {escape(exc.message)}.", soft_wrap=True)
+    if exc.hint:
+        console.print(f"[dim]Hint: {escape(exc.hint)}[/]", soft_wrap=True)
+    raise typer.Exit(exc.exit_code) from None
 
 
 app = typer.Typer(

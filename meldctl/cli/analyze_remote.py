@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from meldctl.cli.common import console, print_json, resolve_checkpoint
+from meldctl.errors import Interrupted
 from meldctl.settings import RemoteSettings
 
 
@@ -81,9 +82,10 @@ def _follow(spec: Any, videos: list[str]) -> str:
             console.print(f"[bold cyan]{progress.status}[/] {progress.done}/{progress.total} videos done{message}",
                           soft_wrap=True)  # fmt: skip
     except KeyboardInterrupt:
-        console.print(f"[yellow]Detached:[/] job {spec.job_name} keeps running (stop it with: aws sagemaker "
-                      f"stop-processing-job --processing-job-name {spec.job_name})", soft_wrap=True)  # fmt: skip
-        raise typer.Exit(130) from None
+        raise Interrupted(
+            f"detached from job {spec.job_name}, which keeps running", "SIGINT",
+            hint=f"stop it with: aws sagemaker stop-processing-job --processing-job-name {spec.job_name}",
+        ) from None  # fmt: skip
     return status
 
 

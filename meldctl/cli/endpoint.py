@@ -11,6 +11,7 @@ from rich.table import Table
 
 from meldctl.cli.analyze import Segment
 from meldctl.cli.common import console, print_json, resolve_settings
+from meldctl.errors import Interrupted
 from meldctl.remote.endpoint_spec import INSTANCE_TYPE, SERVERLESS_MEMORY
 
 app = typer.Typer(help="SageMaker endpoints serving a checkpoint with `meldctl serve` in meldctl's image.")
@@ -187,12 +188,12 @@ def _deploy(spec: Any, *, wait: bool, as_json: bool) -> None:
         with _Progress(spec.endpoint) as progress:
             done = lifecycle.deploy(boto, spec, on_upload=_uploading, on_status=progress, wait=wait)
     except KeyboardInterrupt:
-        console.print(
-            "[yellow]Detached:[/] what was already created keeps going (an endpoint costs money while it exists); "
-            f"see it with meldctl endpoint list, remove it with meldctl endpoint delete {escape(spec.endpoint)}",
-            soft_wrap=True,
-        )
-        raise typer.Exit(130) from None
+        raise Interrupted(
+            f"detached from endpoint {spec.endpoint}: what was already created keeps going (an endpoint costs money "
+            "while it exists)",
+            "SIGINT",
+            hint=f"see it with meldctl endpoint list, remove it with meldctl endpoint delete {spec.endpoint}",
+        ) from None
     if as_json:
         print_json(done.__dict__ | {"region": spec.region, "kind": spec.kind})
         return

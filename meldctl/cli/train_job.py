@@ -6,10 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from meldctl.cli.common import console, print_json, resolve_settings
 from meldctl.cli.progress import RichReporter
-from meldctl.errors import MeldError
+from meldctl.errors import Interrupted, MeldError
 
 if TYPE_CHECKING:
     from meldctl.training.sagemaker_env import SageMakerJob
+
+
+_RESUMES = "a job that SageMaker restarts (spot) resumes from the checkpoint folder"
 
 
 def run_in_job(job: SageMakerJob, flags: dict[str, dict[str, Any]], *, as_json: bool) -> None:
@@ -32,15 +35,14 @@ def run_in_job(job: SageMakerJob, flags: dict[str, dict[str, Any]], *, as_json: 
         except MeldError as exc:
             if stop.requested is None:
                 raise
-            console.print(f"Stopped by {stop.requested}: {exc.message}", markup=False, soft_wrap=True)
-            raise SystemExit(143 if stop.requested == "SIGTERM" else 130) from None
+            raise Interrupted(exc.message, stop.requested, hint=_RESUMES) from None
     result = outcome.result
     if result.stopped == "interrupted":
-        if is_main:
-            where = settings.train.checkpoint_dir or result.run_dir
-            console.print(f"Stopped by {stop.requested}; saved last.pt in {where}, where the job resumes from.",
-                          markup=False, soft_wrap=True)  # fmt: skip
-        raise SystemExit(130 if stop.requested == "SIGINT" else 143)
+        where = settings.train.checkpoint_dir or result.run_dir
+        stopped = Interrupted(f"saved last.pt in {where}", stop.requested, hint=_RESUMES)
+        if not is_main:
+            raise SystemExit(stopped.exit_code)  # rank 0 says it
+        raise stopped
     if not is_main:
         return
     # The lines SageMaker's best_* and test_* metric definitions read (soft_wrap: a wrapped line would hide them).

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from meldctl.cli.common import console, print_json
 from meldctl.cli.progress import RichReporter
-from meldctl.errors import MeldError
+from meldctl.errors import Interrupted, MeldError
 from meldctl.settings import Settings
 from meldctl.training.metrics import best_line
 
@@ -54,13 +54,11 @@ def run_local(settings: Settings, *, resume: Path | None, as_json: bool) -> None
     if is_main:
         _render(result, as_json)
     if result.stopped == "interrupted":
-        if is_main:
-            console.print(
-                f"[yellow]Stopped by {result.signal}; saved {result.last_path}.[/] Resume with: "
-                f"meldctl train --resume {result.run_dir}",
-                soft_wrap=True,
-            )
-        raise SystemExit(130 if result.signal == "SIGINT" else 143)
+        hint = f"resume with: meldctl train --resume {result.run_dir}"
+        stopped = Interrupted(f"saved {result.last_path}", result.signal, hint=hint)
+        if not is_main:
+            raise SystemExit(stopped.exit_code)  # rank 0 says it
+        raise stopped
 
 
 def _refuse_existing_run(run_dir: Path) -> None:

@@ -189,7 +189,8 @@ def test_ctrl_c_while_waiting_detaches(aws_env: str, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(lifecycle, "wait_for_endpoint", interrupted)
     result = runner.invoke(app, _deploy_job(aws_env))
-    assert result.exit_code == 130 and "Detached" in result.stderr and "meldctl endpoint delete e" in result.stderr
+    assert result.exit_code == 130 and "detached from endpoint e" in result.stderr
+    assert "meldctl endpoint delete e" in result.stderr
     assert boto3.client("sagemaker").describe_endpoint(EndpointName="e")  # it goes on
 
 

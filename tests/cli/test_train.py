@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import children
 from typer.testing import CliRunner
 
 from meldctl.cli import app
@@ -61,6 +62,43 @@ def test_train_json_then_resume(fast_sample: Path, tiny_bert: Path, tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["epochs_run"] == 1
     assert read_checkpoint(run / "last.pt")["training"]["state"]["epoch"] == 4
+
+
+def test_every_option_that_overrides_a_setting_names_one() -> None:
+    from meldctl.cli.train import FLAGS
+    from meldctl.settings import SECTIONS
+
+    assert len({flag.name for flag in FLAGS}) == len(FLAGS)
+    for flag in FLAGS:
+        assert flag.section is None or flag.name in SECTIONS[flag.section].model_fields, flag.name
+
+
+def test_options_reach_their_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each local option lands on its own setting (the boundary below the command, `run_local`, is patched)."""
+    import meldctl.cli.train_local as train_local
+
+    seen: dict = {}
+    monkeypatch.setattr(train_local, "run_local", lambda settings, **kwargs: seen.update(settings=settings, **kwargs))
+    args = [
+        "train", "--data-dir", str(tmp_path / "d"), "--run-dir", str(tmp_path / "r"), "--epochs", "3",
+        "--batch-size", "4", "--lr", "0.5", "--modalities", "audio,text", "--text-model", "minilm",
+        "--video-weights", "none", "--finetune-text", "--device", "cpu", "--no-cache", "--seed", "7",
+        "--workers", "0", "--json",
+    ]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    s = seen["settings"]
+    assert (s.data.data_dir, s.data.cache) == (tmp_path / "d", False)
+    assert (s.model.modalities, s.model.text_model, s.model.video_weights, s.model.freeze_text) == (
+        ("text", "audio"),
+        "minilm",
+        "none",
+        False,
+    )
+    assert (s.train.run_dir, s.train.epochs, s.train.batch_size, s.train.lr) == (tmp_path / "r", 3, 4, 0.5)
+    assert (s.train.device, s.train.seed, s.train.workers) == ("cpu", 7, 0)
+    assert seen["resume"] is None and seen["as_json"] is True
+    assert s.remote == type(s.remote)()  # no remote option given: the defaults
 
 
 def test_bad_inputs_are_one_line(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
@@ -134,7 +172,7 @@ def test_a_signal_saves_last_and_says_how_to_resume(
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert f"Stopped by {sig.name}" in err and "Resume with: meldctl train --resume" in err
+    assert f"Stopped by {sig.name}" in err and "resume with: meldctl train --resume" in err
     assert "Traceback" not in err
     assert read_checkpoint(run / "last.pt")["training"]["state"]["epoch"] >= 2
     load_checkpoint(run / "best.pt")
@@ -194,7 +232,7 @@ def test_resume_from_anywhere_takes_the_runs_settings_and_ends_like_an_uninterru
     monkeypatch.setattr(trainer, "_fit", stop_after_epoch_two)
     run = tmp_path / "run"
     stopped = runner.invoke(app, [*_args(fast_sample, tiny_bert, run), *flags])
-    assert stopped.exit_code == 143 and "Resume with: meldctl train --resume" in stopped.output
+    assert stopped.exit_code == 143 and "resume with: meldctl train --resume" in stopped.output
     monkeypatch.setattr(trainer, "_fit", real_fit)
     saved = read_checkpoint(run / "last.pt")["training"]["state"]
     assert saved["epoch"] == 2 and saved["batches_done"] > 0
@@ -246,14 +284,6 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text() if (task / "children").exists() else ""
-        found += [int(c) for c in text.split()]
-    return found
-
-
 def _wait_for(predicate, seconds: float = 240) -> bool:  # noqa: ANN001
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -294,7 +324,7 @@ def test_sigterm_to_the_group_while_workers_decode_and_workers_die_with_their_pa
     proc = subprocess.Popen([sys.executable, "-m", "meldctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)  # fmt: skip
     assert _wait_for(lambda: (run / "settings.toml").exists() or proc.poll() is not None), proc.communicate()[1]
-    assert _wait_for(lambda: len(_children(proc.pid)) >= 2 or proc.poll() is not None)  # the loader's workers
+    assert _wait_for(lambda: len(children(proc.pid)) >= 2 or proc.poll() is not None)  # the loader's workers
     time.sleep(1)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -304,8 +334,8 @@ def test_sigterm_to_the_group_while_workers_decode_and_workers_die_with_their_pa
     # Killed outright (SIGKILL: no chance to clean up), the parent must not leave its decoding workers behind.
     proc = subprocess.Popen([sys.executable, "-m", "meldctl", *args, "--resume", str(run)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
-    assert _wait_for(lambda: len(_children(proc.pid)) >= 2)
-    workers = _children(proc.pid)
+    assert _wait_for(lambda: len(children(proc.pid)) >= 2)
+    workers = children(proc.pid)
     proc.kill()
     proc.wait()
     assert _wait_for(lambda: not any(_running(w) for w in workers), 20), "workers outlived the parent"

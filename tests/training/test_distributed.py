@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import copy_prepared
+from helpers import copy_prepared, descendants
 
 from meldctl.data.manifest import read_manifest, write_manifest
 from meldctl.model.checkpoint import load_checkpoint, read_checkpoint
@@ -85,21 +85,26 @@ _HANG_S = 240
 
 
 def _torchrun_once(args: list[str], cwd: Path) -> tuple[int | None, str]:
-    """One 2-process torchrun (its own session, so that a hung one is killed with all its ranks)."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args,
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=cwd,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=_HANG_S)
-        return proc.returncode, out
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        return None, out
+    """One 2-process torchrun: its exit code (None: it hung, and it was killed with all its ranks) and output."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    log = cwd / "torchrun.log"  # a file, not a pipe: a hung rank would keep a pipe open for ever
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=cwd)
+        try:
+            proc.wait(timeout=_HANG_S)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+            proc.wait()
+            return None, log.read_text()
+    return proc.returncode, log.read_text()
+
+
+def _kill_tree(pid: int) -> None:
+    for each in [*descendants(pid), pid]:
+        try:
+            os.kill(each, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_every_rank_exits_after_training_again_and_again(sample_data: Path, tiny_bert: Path, tmp_path: Path) -> None:
@@ -120,6 +125,7 @@ def test_every_rank_exits_after_training_again_and_again(sample_data: Path, tiny
         assert code == 0, out[-3000:]
         assert (tmp_path / f"run{runs}" / "best.pt").is_file()
         runs += 1
+    print(f"{runs} two-process runs, every rank exited")  # with -s: how many repetitions this machine afforded
 
 
 def test_sigterm_to_the_launcher_saves_last_and_exits_143(sample_data: Path, tiny_bert: Path, tmp_path: Path) -> None:
@@ -130,7 +136,7 @@ def test_sigterm_to_the_launcher_saves_last_and_exits_143(sample_data: Path, tin
     args[args.index("--epochs") + 1], args[args.index("--modalities") + 1] = "10000", "text"
     command = [sys.executable, "-m", "meldctl.training.torchrun", "--standalone", "--nproc_per_node", "2", *args]
     with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env=_env(), cwd=tmp_path, start_new_session=True)
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=_env(), cwd=tmp_path)
         try:
             deadline = time.monotonic() + _HANG_S
             while not (run / "last.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -140,7 +146,7 @@ def test_sigterm_to_the_launcher_saves_last_and_exits_143(sample_data: Path, tin
             proc.wait(timeout=_HANG_S)
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_tree(proc.pid)
     errors = (tmp_path / "err.txt").read_text()
     assert proc.returncode == 143, errors[-3000:]
     assert "Traceback" not in errors and "SignalException" not in errors
