@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict, SettingsError
 
 from meldctl.errors import ConfigError
 from meldctl.model.config import ModelConfig, PreprocessConfig, setting_fields, split_commas
@@ -276,7 +276,7 @@ class _Layers:
         if source == "env":
             return f"environment variable {ENV_PREFIX}{section.upper()}__{key.upper()}"
         if source == "toml":
-            return f"{self.toml_path} [{section}] {key}"
+            return f"{self.toml_path} [{section}] {_shown(key)}"
         if source == "job":
             return f"the SageMaker job (hyperparameter {section}__{key}, or its folders)"
         if source == "flag":
@@ -299,15 +299,36 @@ def _read_toml(path: Path | None) -> tuple[dict[str, Any], Path | None]:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     for section, body in data.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}]; allowed sections are {', '.join(SECTIONS)}")
+            allowed = ", ".join(SECTIONS)
+            raise ConfigError(f"{path}: unknown section [{_shown(section)}]; allowed sections are {allowed}")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: {section} must be a [{section}] table, not a value")
     return data, path
 
 
+def _shown(name: str) -> str:
+    """A name from a file as the one line of an error shows it: quoted and escaped when it is not printable."""
+    return name if name.isprintable() else repr(name)
+
+
 def _read_env() -> dict[str, Any]:
-    env = EnvSettingsSource(Settings)()
-    return {k: v for k, v in env.items() if isinstance(v, dict)}
+    try:
+        env = EnvSettingsSource(Settings)()
+    except SettingsError as exc:  # a whole section (MELDCTL_TRAIN) whose value is not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        raise _section_variable(found.group(1) if found else "?") from None
+    for section, value in env.items():
+        if not isinstance(value, dict):
+            raise _section_variable(section)
+    return env
+
+
+def _section_variable(section: str) -> ConfigError:
+    name = f"{ENV_PREFIX}{section.upper()}"
+    return ConfigError(
+        f"environment variable {name} must hold a JSON object of [{section}] settings",
+        hint=f"set one setting with {name}__KEY=value, or unset {name}",
+    )
 
 
 Overrides = Mapping[str, Mapping[str, Any]]
@@ -339,7 +360,7 @@ def _explain(exc: ValidationError, layers: _Layers) -> ConfigError:
     where = layers.describe(section, key)
     if error["type"] == "extra_forbidden":
         known = ", ".join(SECTIONS[section].model_fields)
-        return ConfigError(f"unknown setting {section}.{key} (from {where}); keys in [{section}] are: {known}")
+        return ConfigError(f"unknown setting {section}.{_shown(key)} (from {where}); keys in [{section}] are: {known}")
     field = SECTIONS[section].model_fields.get(key)
     allowed = f" ({field.description})" if field is not None and field.description else ""
     return ConfigError(f"{section}.{key} = {error.get('input')!r} (from {where}): {error['msg']}{allowed}")
