@@ -123,15 +123,30 @@ def find_target(boto: Any, name: str, *, bucket: str | None, prefix: str) -> Tar
         variant.get("ModelName") for variant in config.get("ProductionVariants") or [] if variant.get("ModelName")
     ]
     if models:
-        with aws_errors(f"describing model {models[0]}", resource=ENDPOINT):
-            container = client.describe_model(ModelName=models[0]).get("PrimaryContainer") or {}
-        allowed = (container.get("Environment") or {}).get(ALLOW_S3_VARIABLE)
+        allowed = _allowed_prefix(client, models[0])
     bucket = bucket or (parse_s3_uri(output)[0] if output else None)  # an async endpoint has a bucket of its own
     if allowed:
         inputs: str | None = "s3://" + allowed.split(",")[0].strip().removeprefix("s3://")
     else:
         inputs = inputs_prefix(bucket, prefix, name) if bucket else None
     return Target(name, output, inputs)
+
+
+def _allowed_prefix(client: Any, model: str) -> str | None:
+    """The S3 prefix the model's container may read (its deploy's `MELDCTL_SERVE__ALLOW_S3`), if any.
+
+    An identity allowed to invoke but not to describe models gets None: the settings' bucket is used then.
+    """
+    import botocore.exceptions
+
+    with aws_errors(f"describing model {model}", resource=ENDPOINT):
+        try:
+            container = client.describe_model(ModelName=model).get("PrimaryContainer") or {}
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("AccessDenied", "AccessDeniedException"):
+                return None
+            raise
+    return (container.get("Environment") or {}).get(ALLOW_S3_VARIABLE)
 
 
 def _upload_input(boto: Any, target: Target, path: Path, what: str) -> str:

@@ -265,6 +265,8 @@ def test_invoke_analyze_on_an_async_endpoint_goes_through_s3(
     small, large = tmp_path / "small.mp4", tmp_path / "large.mp4"
     small.write_bytes(b"v" * 1000)
     large.write_bytes(b"v" * (5 * 2**20))  # over the 6 MB of a request once in base64
+    cue = "1\n00:00:00,500 --> 00:00:02,000\nRACHEL: Oh my God!\n"
+    (tmp_path / "small.srt").write_bytes(b"\xff\xfe" + cue.encode("utf-16-le"))  # found beside it, sent as text
     for video in (small, large):
         out = tmp_path / f"out-{video.stem}"
         result = runner.invoke(app, ["endpoint", "invoke", "e", str(video), "--analyze", "--out", str(out)])
@@ -274,7 +276,9 @@ def test_invoke_analyze_on_an_async_endpoint_goes_through_s3(
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=moto_s3_env, Prefix=inputs.split("/", 1)[1])["Contents"]]
     bodies = [json.loads(s3.get_object(Bucket=moto_s3_env, Key=key)["Body"].read()) for key in keys if
               key.endswith(".request")]  # fmt: skip
-    assert sorted(set(body) for body in bodies) == [{"video_b64"}, {"video_s3"}]  # small inline, large by S3
+    # the small video inline with its subtitles, the large one by S3
+    assert sorted(sorted(body) for body in bodies) == [["subtitles_text", "video_b64"], ["video_s3"]]
+    assert next(body["subtitles_text"] for body in bodies if "video_b64" in body) == cue
     uploaded = next(body["video_s3"] for body in bodies if "video_s3" in body)
     assert uploaded.startswith(f"s3://{inputs}/") and uploaded.endswith("/large.mp4")
     assert s3.head_object(Bucket=moto_s3_env, Key=uploaded.split("/", 3)[3])["ContentLength"] == 5 * 2**20
@@ -298,3 +302,18 @@ def test_invoke_analyze_refusals(args: list[str], says: str, tmp_path: Path, mon
     result = runner.invoke(app, ["endpoint", "invoke", "e", *[str(tmp_path / "v.mp4") if a == "VIDEO" else a
                                                               for a in args]])  # fmt: skip
     assert result.exit_code == 2 and says in " ".join(result.output.replace("│", " ").split()), result.output
+
+
+def test_invoke_needs_no_permission_to_describe_the_model(
+    aws_env: str,  # noqa: F811
+    moto_server,  # noqa: ANN001, F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DescribeModel only finds the inputs prefix the deploy allowed: refused, the settings' bucket serves."""
+    assert runner.invoke(app, [*_deploy_job(aws_env), "--bucket", aws_env]).exit_code == 0
+    answer = {"clip": None, "text": "hi", "emotion": {"joy": 1.0}, "sentiment": {"positive": 1.0}}
+    _answer_with(moto_server, "endpoint-results", [{"Body": json.dumps(answer), "ContentType": "application/json"}])
+    _refuse(monkeypatch, "DescribeModel", error={"Code": "AccessDeniedException", "Message": "not authorized"})
+    result = runner.invoke(app, ["endpoint", "invoke", "e", "--text", "hi", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == answer
