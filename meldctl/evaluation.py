@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from meldctl.data.dataset import Collator, DataPlan, build_datasets, label_counts
+from meldctl.data.dialogue import eval_batches
 from meldctl.data.kinds import kinds_for
 from meldctl.data.loading import worker_init
 from meldctl.data.manifest import read_manifest
@@ -42,6 +43,7 @@ def evaluate_checkpoint(
     workers: int = 2,
     use_cache: bool = True,
     modalities: Sequence[str] | None = None,
+    context: bool = True,
     reporter: Reporter | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     stop_signal: Callable[[], str | None] = lambda: None,
@@ -58,6 +60,8 @@ def evaluate_checkpoint(
         workers: DataLoader workers for decoding clips.
         use_cache: Read (and complete) the feature cache when the checkpoint's frozen encoders match it.
         modalities: Use only these of the checkpoint's modalities (evaluation-time ablation); None uses all.
+        context: Score each utterance in its dialogue when the checkpoint was trained with context; False
+            scores every utterance alone (the `--no-context` ablation).
         reporter: Progress callbacks.
         should_stop: Polled while the cache is built (Ctrl-C, SIGTERM).
         stop_signal: The name of the signal that asked to stop.
@@ -80,11 +84,12 @@ def evaluate_checkpoint(
     )  # fmt: skip
     datasets, _ = build_datasets({split: rows}, model, plan)
     dataset = datasets[split]
+    with_context = config.uses_context and context
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=64,
+        batch_sampler=eval_batches(dataset.rows, 64, with_context),
         num_workers=workers if dataset.raw else 0,
-        collate_fn=Collator(kinds_for(config.modalities), loaded.preprocess, loaded.tokenizer),
+        collate_fn=Collator(kinds_for(config.modalities), loaded.preprocess, loaded.tokenizer, context=with_context),
         worker_init_fn=worker_init,
     )
     done = 0
@@ -105,9 +110,12 @@ def evaluate_checkpoint(
         modalities=list(used),
         ablated=[m for m in config.modalities if m not in used],
         missing={m: int((~preds.present[m]).sum()) for m in used if m in preds.present},
+        context=context_report(config, with_context),
     )
     if out_dir is None:
-        suffix = "" if used == config.modalities else "-" + "+".join(used)
+        suffix = ("" if used == config.modalities else "-" + "+".join(used)) + (
+            "-no-context" if config.uses_context and not context else ""
+        )
         out_dir = Path(checkpoint).parent / "eval" / f"{split}{suffix}"
     return EvalResult(report, out_dir, write_report(report, out_dir))
 
@@ -121,6 +129,16 @@ def _used_modalities(trained: tuple[str, ...], asked: Sequence[str] | None) -> t
             hint="ablate a subset of the checkpoint's modalities",
         )
     return used
+
+
+def context_report(config: Any, used: bool) -> dict[str, Any]:
+    """What the report says of dialogue context: the checkpoint's window, and whether scoring used it."""
+    return {
+        "past": config.context_past,
+        "future": config.context_future,
+        "speakers": config.context_speakers,
+        "used": used,
+    }
 
 
 def build_report(

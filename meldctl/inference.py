@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,27 @@ class Prediction:
         if self.warnings:
             out["warnings"] = self.warnings
         return out
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One line of a conversation: what was said and, where known, who said it."""
+
+    text: str
+    speaker: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> Turn:
+        """`"Rachel: Oh my God!"` -> speaker Rachel; a line without such a prefix has no speaker.
+
+        The text before the first colon counts as the speaker when it could be a name: at most 40 characters
+        and 4 words, with no sentence punctuation.
+        """
+        head, sep, tail = value.partition(":")
+        name = head.strip()
+        if sep and tail.strip() and 0 < len(name) <= 40 and len(name.split()) <= 4 and not set(name) & set('.?!,;"'):
+            return cls(tail.strip(), name)
+        return cls(value.strip())
 
 
 @dataclass
@@ -209,22 +231,102 @@ class Predictor:
 
     @torch.no_grad()
     def run(self, inputs: list[PreparedInput]) -> list[Prediction]:
-        """One batched forward over prepared inputs; answers in the same order.
+        """One batched forward over prepared inputs, each utterance alone; answers in the same order.
 
         Raises:
             MeldError: the model produced NaN or infinite values (a damaged checkpoint).
         """
         if not inputs:
             return []
+        start = time.perf_counter()
+        logits = self.model.classify(self.represent(inputs), {})
+        return self._answers(inputs, logits, time.perf_counter() - start)
+
+    @torch.no_grad()
+    def represent(self, inputs: list[PreparedInput]) -> torch.Tensor:
+        """Each utterance's fused vector `[B, F]` (on the model's device), before any dialogue context."""
         from meldctl.training.loop import to_device
 
+        return self.model.represent(to_device(self._collate([p.sample for p in inputs]), self.device))
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether the checkpoint was trained to see each utterance in its dialogue."""
+        return self.model.config.uses_context
+
+    def prepare_turn(self, turn: Turn) -> PreparedInput:
+        """A context-only utterance (what was said around the one asked about): its text, nothing else.
+
+        Raises:
+            MeldError: the checkpoint does not read text, so a line of dialogue tells it nothing.
+        """
+        if "text" not in self.modalities:
+            raise MeldError("this checkpoint does not read text: context lines cannot be used", hint="drop --context")
+        prepared = self.prepare_media(turn.text, frames=None, waveform=None, name=None)
+        prepared.warnings = []  # nobody asked about this line: its missing clip is expected
+        return prepared
+
+    @torch.no_grad()
+    def run_dialogue(
+        self,
+        inputs: list[PreparedInput],
+        speakers: Sequence[str | None],
+        *,
+        context: bool = True,
+        future: int | None = None,
+        batch_size: int = 32,
+    ) -> list[Prediction]:
+        """Predictions for the utterances of one conversation, in order, each seeing its trained window.
+
+        Memory stays flat in the conversation's length: utterances are encoded `batch_size` at a time into
+        their fused vectors (a few hundred numbers each), then classified in windows of neighbours.
+
+        Args:
+            inputs: The dialogue's utterances in the order they were said.
+            speakers: Who said each (None where unknown); only equality between names matters.
+            context: False scores every utterance alone (the `--no-context` ablation).
+            future: See at most this many later utterances (0 for `--causal`); None: the trained window.
+            batch_size: Utterances encoded per forward.
+        """
+        if not inputs:
+            return []
         start = time.perf_counter()
-        batch = to_device(self._collate([p.sample for p in inputs]), self.device)
-        logits = self.model(batch)
+        fused = torch.cat([self.represent(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+        if not (context and self.uses_context):
+            logits = self.model.classify(fused, {})
+        else:
+            logits = self._in_context(fused, speakers, future, batch_size)
+        return self._answers(inputs, logits, time.perf_counter() - start)
+
+    def _in_context(
+        self, fused: torch.Tensor, speakers: Sequence[str | None], future: int | None, chunk: int
+    ) -> dict[str, torch.Tensor]:
+        """Context and heads over a whole conversation `[N, F]`, a chunk of rows at a time with their window."""
+        from meldctl.data.dialogue import speaker_ids
+
+        config, size = self.model.config, len(fused)
+        ahead = config.context_future if future is None else max(0, min(future, config.context_future))
+        ids = torch.tensor(speaker_ids(speakers), device=fused.device)
+        outputs: dict[str, list[torch.Tensor]] = {}
+        for first in range(0, size, chunk):
+            low, high = max(0, first - config.context_past), min(size, first + chunk + ahead)
+            keys = {
+                "dialogue": torch.zeros(high - low, dtype=torch.long, device=fused.device),
+                "position": torch.arange(low, high, device=fused.device),
+                "speaker": ids[low:high],
+            }
+            logits = self.model.classify(fused[low:high], keys, future=future)
+            for head, values in logits.items():
+                outputs.setdefault(head, []).append(values[first - low : min(first + chunk, size) - low])
+        return {head: torch.cat(parts) for head, parts in outputs.items()}
+
+    def _answers(
+        self, inputs: list[PreparedInput], logits: dict[str, torch.Tensor], seconds: float
+    ) -> list[Prediction]:
         probs = {head: values.float().softmax(1).cpu() for head, values in logits.items()}
         if not all(torch.isfinite(p).all() for p in probs.values()):
             raise MeldError(f"the model in {self.checkpoint} produced NaN or infinite scores", hint="retrain it")
-        config, share = self.model.config, (time.perf_counter() - start) / len(inputs)
+        config, share = self.model.config, seconds / len(inputs)
         return [
             Prediction(
                 clip=p.name,

@@ -28,6 +28,14 @@ def evaluate(
             "from one checkpoint; the others count as missing in every row."
         ),
     ] = None,
+    context: Annotated[
+        bool,
+        typer.Option(
+            "--context/--no-context",
+            help="Score each utterance in its dialogue (a checkpoint trained with context); --no-context scores "
+            "every utterance alone: the context ablation from one checkpoint.",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Score a checkpoint on every utterance of a split with the preprocessing it was trained with: accuracy,
@@ -53,6 +61,7 @@ def evaluate(
             workers=settings.train.workers,
             use_cache=settings.data.cache,
             modalities=chosen,
+            context=context,
             reporter=reporter,
             should_stop=stop,
             stop_signal=lambda: stop.requested,
@@ -75,9 +84,18 @@ def _modalities(value: str | None) -> list[str] | None:
         raise typer.BadParameter(str(exc), param_hint="--modalities") from None
 
 
+def _context_words(context: dict | None) -> str:
+    if not context or not (context["past"] or context["future"]):
+        return ""
+    if not context["used"]:
+        return ", without context (--no-context)"
+    return f", context {context['past']} past / {context['future']} future"
+
+
 def _table(report: dict) -> Table:
     missing = ", ".join(f"{m} {n}" for m, n in report["missing"].items() if n) or "none"
     used = "+".join(report["modalities"]) + (f", ablated {'+'.join(report['ablated'])}" if report["ablated"] else "")
+    used += _context_words(report.get("context"))
     table = Table(
         title=f"{report['checkpoint']} on {report['split']} ({used}): {report['n']} utterances "
         f"(rows without a modality: {missing})"

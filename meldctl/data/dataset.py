@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from meldctl.data.cache import BuildContext, CachedSplit, Cooperation, SplitCache, build_split
+from meldctl.data.dialogue import context_keys
 from meldctl.data.kinds import CollateContext, FeatureKind, kinds_for
 from meldctl.data.manifest import ManifestRow
 from meldctl.errors import MediaError
@@ -124,14 +125,29 @@ def _labels(row: ManifestRow, index: int) -> dict[str, Any]:
         "emotion": EMOTION_INDEX[row.emotion],
         "sentiment": SENTIMENT_INDEX[row.sentiment],
         "text": row.text,
+        # Where the utterance stands in its conversation (read by a model with dialogue context).
+        "dialogue": row.dialogue_id,
+        "position": row.utterance_id,
+        "speaker": row.speaker,
     }
 
 
 class Collator:
-    """Stacks samples into a model batch: labels, then each modality as its `FeatureKind` collates it."""
+    """Stacks samples into a model batch: labels, then each modality as its `FeatureKind` collates it.
 
-    def __init__(self, kinds: Sequence[FeatureKind], preprocess: PreprocessConfig, tokenizer: Any | None) -> None:
-        self.kinds, self.ctx = list(kinds), CollateContext(preprocess, tokenizer)
+    With `context`, also the keys that place each row in its dialogue (`meldctl.data.dialogue.context_keys`);
+    without, a model with dialogue context scores every row alone (the `--no-context` ablation).
+    """
+
+    def __init__(
+        self,
+        kinds: Sequence[FeatureKind],
+        preprocess: PreprocessConfig,
+        tokenizer: Any | None,
+        *,
+        context: bool = False,
+    ) -> None:
+        self.kinds, self.ctx, self.context = list(kinds), CollateContext(preprocess, tokenizer), context
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {
@@ -141,6 +157,8 @@ class Collator:
         }
         for kind in self.kinds:
             batch.update(kind.collate(samples, self.ctx))
+        if self.context:
+            batch.update(context_keys(samples))
         return batch
 
 

@@ -151,11 +151,26 @@ class ModelConfig(_Config):
         ge=0,
         lt=1,
     )
+    context_past: int = setting(
+        0, "Dialogue context: earlier utterances of the same dialogue each utterance sees (0: none).", ge=0, le=64
+    )
+    context_future: int = setting(
+        0, "Dialogue context: later utterances each one sees (offline analysis; 0: none).", ge=0, le=64
+    )
+    context_speakers: bool = setting(
+        True, "Dialogue context: tell the model which utterances in view have the same speaker."
+    )
+    context_layers: int = Field(1, ge=1, le=8, description="Attention blocks of the dialogue-context layer.")
     n_mels: int = Field(64, ge=8, le=256, description="Mel bands the audio encoder takes (= the preprocessing's).")
     emotions: tuple[str, ...] = Field(EMOTIONS, description="Emotion labels in head order.")
     sentiments: tuple[str, ...] = Field(SENTIMENTS, description="Sentiment labels in head order.")
     # Filled in when the text encoder is first loaded, so that a checkpoint can rebuild it offline.
     text_config: dict[str, Any] | None = Field(None, description="The text encoder's Hugging Face config.")
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether the model has a dialogue-context layer (a window of at least one other utterance)."""
+        return self.context_past + self.context_future > 0
 
     @field_validator("emotions", "sentiments")
     @classmethod

@@ -10,6 +10,7 @@ from torch import nn
 
 from meldctl.model.audio import AudioEncoder
 from meldctl.model.config import ModelConfig
+from meldctl.model.context import DialogueContext
 from meldctl.model.text import TextEncoder, build_text_from_config, load_pretrained_text
 from meldctl.model.video import VideoEncoder, build_r3d18
 
@@ -55,6 +56,17 @@ class MeldModel(nn.Module):
             nn.ReLU(),
             nn.Dropout(config.dropout),
         )
+        self.context = (
+            DialogueContext(
+                config.fusion_dim,
+                config.context_past,
+                config.context_future,
+                speakers=config.context_speakers,
+                layers=config.context_layers,
+            )
+            if config.uses_context
+            else None
+        )
         self.emotion_head = nn.Linear(config.fusion_dim, len(config.emotions))
         self.sentiment_head = nn.Linear(config.fusion_dim, len(config.sentiments))
 
@@ -64,6 +76,10 @@ class MeldModel(nn.Module):
         return {modality: getattr(self, modality) for modality in self.config.modalities}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.classify(self.represent(batch), batch)
+
+    def represent(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each utterance on its own: the fused vector of its modalities (stand-ins for the missing) `[B, F]`."""
         size = batch_size(batch)
         present = {m: self._present(batch, m, size) for m in self.config.modalities}
         if self.training and self.config.modality_dropout > 0 and len(present) > 1:
@@ -77,7 +93,20 @@ class MeldModel(nn.Module):
                 parts.append(torch.where(rows[:, None], encoded, stand_in))
             else:
                 parts.append(stand_in)
-        fused = self.fusion(torch.cat(parts, dim=1))  # [B, fusion_dim]
+        return self.fusion(torch.cat(parts, dim=1))  # [B, fusion_dim]
+
+    def classify(
+        self, fused: torch.Tensor, batch: dict[str, torch.Tensor], *, future: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Logits from fused vectors `[B, F]`, each utterance in its dialogue when `batch` places it there.
+
+        Args:
+            fused: `represent`'s output.
+            batch: Carries `dialogue`/`position`/`speaker` for context; without them every row is alone.
+            future: See at most this many later utterances (`--causal` is 0); None: the trained window.
+        """
+        if self.context is not None:
+            fused = self.context(fused, batch, future=future)
         return {"emotion": self.emotion_head(fused), "sentiment": self.sentiment_head(fused)}
 
     def _present(self, batch: dict[str, torch.Tensor], modality: str, size: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ from torch import nn
 
 from meldctl.errors import Interrupted
 from meldctl.labels import MODALITIES
+from meldctl.model.context import CONTEXT_KEYS
 from meldctl.training.losses import MultiTaskLoss
 
 MODEL_INPUTS = (
@@ -24,6 +25,7 @@ MODEL_INPUTS = (
     "audio",
     "audio_length",
     *(f"{m}_present" for m in MODALITIES),
+    *CONTEXT_KEYS,
 )
 
 
@@ -177,6 +179,10 @@ def predict(
         if should_stop():
             raise Interrupted(f"stopped after scoring {samples} utterances")
     cat = {k: torch.cat(v) if v else torch.empty(0) for k, v in keep.items()}
+    # Back to row order: batches that keep dialogues whole need not follow it.
+    order = cat["index"].argsort()
+    cat = {k: v[order] if len(v) else v for k, v in cat.items()}
+    present = {m: [torch.cat(v)[order]] for m, v in present.items()}
     return Predictions(
         cat["index"],
         cat["emotion"],

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from meldctl.data.dataset import Collator, DataPlan, UtteranceDataset, build_datasets, label_counts, missing_counts
+from meldctl.data.dialogue import dialogue_groups, eval_batches
 from meldctl.data.kinds import kinds_for
 from meldctl.data.loading import worker_init
 from meldctl.data.manifest import read_manifest
@@ -152,9 +153,11 @@ def _train(
     )  # fmt: skip
     datasets, cached = _datasets(start, plan, train.seed)
     counts = label_counts(datasets["train"].rows)
+    context = start.model.config.uses_context
     sampler = EpochBatches(
-        len(datasets["train"]), train.batch_size, seed=train.seed, rank=info.rank, world=info.world_size
-    )
+        len(datasets["train"]), train.batch_size, seed=train.seed, rank=info.rank, world=info.world_size,
+        groups=dialogue_groups(datasets["train"].rows) if context else None,
+    )  # fmt: skip
     optimizer = build_optimizer(start.model, train)
     amp_dtype, scaler = mixed_precision(device, train.precision)
     run = _Run(
@@ -165,9 +168,10 @@ def _train(
         reporter=reporter, should_stop=should_stop, stop_signal=stop_signal,
         extra={"train_counts": {"emotion": counts[0], "sentiment": counts[1]}, "data_dir": str(data.data_dir)},
     )  # fmt: skip
-    collate = Collator(kinds_for(start.model.config.modalities), start.preprocess, start.tokenizer)
+    collate = Collator(kinds_for(start.model.config.modalities), start.preprocess, start.tokenizer, context=context)
     train_loader = _loader(datasets["train"], collate, train, batch_sampler=sampler)
-    run.dev_loader = _loader(datasets["dev"], collate, train, batch_size=max(train.batch_size, 64))
+    dev_batches = eval_batches(datasets["dev"].rows, train.batch_size, context)
+    run.dev_loader = _loader(datasets["dev"], collate, train, batch_sampler=dev_batches)
     seed_everything(train.seed + info.rank)  # dropout masks differ between ranks; the data order does not
     state = RunState()
     if start.training is not None:
