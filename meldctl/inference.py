@@ -260,7 +260,7 @@ class Predictor:
         Raises:
             MeldError: the checkpoint does not read text, so a line of dialogue tells it nothing.
         """
-        if "text" not in self.modalities:
+        if not self.reads_text:
             raise MeldError("this checkpoint does not read text: context lines cannot be used", hint="drop --context")
         prepared = self.prepare_media(turn.text, frames=None, waveform=None, name=None)
         prepared.warnings = []  # nobody asked about this line: its missing clip is expected
