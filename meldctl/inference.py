@@ -16,6 +16,7 @@ from meldctl.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from meldctl.training import distributed
 
 if TYPE_CHECKING:
+    from meldctl.data.dialogue import DialogueLine
     from meldctl.data.kinds import FeatureKind
 
 
@@ -353,3 +354,33 @@ def newest_checkpoint(runs_root: Path) -> Path | None:
     """The most recently written `runs/*/best.pt`, for predict without --ckpt."""
     found = sorted(Path(runs_root).glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def predict_lines(
+    predictor: Predictor, lines: Sequence[DialogueLine], *, context: bool = True, strict: bool = False
+) -> list[Prediction | MeldError]:
+    """One answer per line of a dialogue file, in the lines' order: a prediction, or why there is none.
+
+    Lines are grouped into their dialogues and each dialogue is classified as a conversation (with the
+    checkpoint's context window unless `context` is False). A line without a clip is answered from its text; a
+    line whose clip cannot be used is answered with its error and left out of its dialogue's context.
+    """
+    from meldctl.data.dialogue import group_lines
+
+    answers: list[Prediction | MeldError | None] = [None] * len(lines)
+    for group in group_lines(lines):
+        prepared, kept = [], []
+        for index in group:
+            line = lines[index]
+            try:
+                if line.clip is None:
+                    prepared.append(predictor.prepare_media(line.text, frames=None, waveform=None))
+                else:
+                    prepared.append(predictor.prepare(line.clip, line.text, strict=strict, name=str(line.clip)))
+                kept.append(index)
+            except MeldError as exc:
+                answers[index] = exc
+        speakers = [lines[i].speaker for i in kept]
+        for index, answer in zip(kept, predictor.run_dialogue(prepared, speakers, context=context), strict=True):
+            answers[index] = answer
+    return answers  # type: ignore[return-value]

@@ -37,6 +37,21 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
+def dialogue_models(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str, Path]:
+    """The synthetic dialogue set (`tests/dialogues.py`) and two text models trained on it, once per session:
+    `context` sees the line before (context_past 1), `alone` does not."""
+    from dialogues import train_dialogue_model, write_dialogue_data
+
+    root = tmp_path_factory.mktemp("dialogues")
+    data_dir = write_dialogue_data(root / "data")
+    return {
+        "data": data_dir,
+        "context": train_dialogue_model(data_dir, tiny_bert, root / "with", past=1),
+        "alone": train_dialogue_model(data_dir, tiny_bert, root / "without", past=0),
+    }
+
+
+@pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a tiny BERT and its tokenizer, usable as --text-model."""
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

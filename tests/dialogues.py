@@ -34,8 +34,17 @@ def dialogue_rows(split: str, dialogues: int, seed: int) -> list[ManifestRow]:
         for u, (text, speaker) in enumerate(((rng.choice(CUES[emotion]), first), (REPLY, second))):
             rows.append(
                 ManifestRow(
-                    split=split, dialogue_id=d, utterance_id=u, text=text, speaker=speaker, emotion=emotion,
-                    sentiment=SENTIMENT[emotion], clip=None, audio=None, duration_s=None, status="missing",
+                    split=split,
+                    dialogue_id=d,
+                    utterance_id=u,
+                    text=text,
+                    speaker=speaker,
+                    emotion=emotion,
+                    sentiment=SENTIMENT[emotion],
+                    clip=None,
+                    audio=None,
+                    duration_s=None,
+                    status="missing",
                     error="no clip",
                 )  # fmt: skip
             )
@@ -54,3 +63,20 @@ def reply_accuracy(rows: list[ManifestRow], emotions: list[str]) -> float:
     """Share of reply rows (the ambiguous ones) whose predicted emotion is right."""
     pairs = [(r.emotion, e) for r, e in zip(rows, emotions, strict=True) if r.text == REPLY]
     return sum(gold == got for gold, got in pairs) / len(pairs)
+
+
+def train_dialogue_model(data_dir: Path, tiny_bert: Path, run_dir: Path, *, past: int, future: int = 0) -> Path:
+    """A text model trained on the synthetic dialogues (a few seconds on a CPU); returns its best.pt."""
+    from helpers import small_settings
+
+    from meldctl.training.trainer import run_training
+
+    settings = small_settings(
+        data_dir,
+        tiny_bert,
+        model={"modalities": ["text"], "context_past": past, "context_future": future, "dropout": 0.0},
+        train={"epochs": 25, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 3},
+    )
+    result = run_training(settings.data, settings.model, settings.train, run_dir=run_dir)
+    assert result.best_path is not None
+    return result.best_path

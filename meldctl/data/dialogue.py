@@ -8,12 +8,18 @@ dialogue), evaluation and prediction (in order), and the integer tensors that pl
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from meldctl.data.manifest import ManifestRow
+from meldctl.errors import DataError
 
 
 def dialogue_groups(rows: Sequence[ManifestRow]) -> list[list[int]]:
@@ -94,3 +100,93 @@ def speaker_ids(names: Sequence[str | None]) -> list[int]:
         key = name.strip().casefold() if isinstance(name, str) else ""
         out.append(seen.setdefault(key, len(seen)) if key else -1)
     return out
+
+
+@dataclass(frozen=True)
+class DialogueLine:
+    """One row of a dialogue file: an utterance, who said it, its clip (None: text only), its conversation."""
+
+    text: str
+    speaker: str | None
+    clip: Path | None
+    dialogue: str
+
+
+_MAX_LINES = 100_000
+
+
+def read_dialogue_file(path: Path) -> list[DialogueLine]:
+    """The rows of a JSONL or CSV dialogue file, in file order.
+
+    Columns (CSV header or JSON keys): `text` (required), `speaker`, `clip` (a path relative to the file's
+    folder), `dialogue` (rows are grouped by it; without it the whole file is one dialogue). A `.jsonl` or
+    `.json` suffix, or a first character `{`, means JSON lines; anything else is read as CSV.
+
+    Raises:
+        DataError: an unreadable file, a row that is not an object, a missing or non-text `text`, no rows.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the dialogue file {path}: {exc.strerror or exc}") from None
+    from meldctl.data.meld import decode_csv
+
+    text = decode_csv(raw)
+    as_json = Path(path).suffix.lower() in (".jsonl", ".json") or text.lstrip().startswith("{")
+    records = _json_records(text, path) if as_json else _csv_records(text, path)
+    lines = [_line(record, number, path) for number, record in records]
+    if not lines:
+        raise DataError(f"{path} holds no utterances", hint="one row per utterance, with a text column")
+    return lines
+
+
+def _json_records(text: str, path: Path) -> list[tuple[int, Any]]:
+    records = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, json.loads(line)))
+        except (json.JSONDecodeError, RecursionError):
+            raise DataError(f"{path} line {number} is not JSON", hint="one JSON object per line") from None
+        if len(records) > _MAX_LINES:
+            raise DataError(f"{path} has more than {_MAX_LINES} utterances")
+    return records
+
+
+def _csv_records(text: str, path: Path) -> list[tuple[int, Any]]:
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise DataError(f"{path} is not a readable CSV file: {exc}") from None
+    if not rows:
+        return []
+    header = [cell.strip().lower() for cell in rows[0]]
+    if "text" not in header:
+        raise DataError(f"{path} has no 'text' column", hint="the first row names the columns: text,speaker,clip")
+    if len(rows) - 1 > _MAX_LINES:
+        raise DataError(f"{path} has more than {_MAX_LINES} utterances")
+    return [(number, dict(zip(header, row, strict=False))) for number, row in enumerate(rows[1:], start=2)]
+
+
+def _line(record: Any, number: int, path: Path) -> DialogueLine:
+    if not isinstance(record, dict):
+        raise DataError(f"{path} line {number}: expected an object with a 'text' field")
+    fields = {}
+    for key in ("text", "speaker", "clip", "dialogue"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str | int):
+            raise DataError(f"{path} line {number}: '{key}' must be text")
+        fields[key] = str(value).strip() if value is not None else ""
+    if not fields["text"]:
+        raise DataError(f"{path} line {number}: no text", hint="every row needs the utterance's text")
+    clip = Path(path).parent / fields["clip"] if fields["clip"] else None
+    return DialogueLine(fields["text"], fields["speaker"] or None, clip, fields["dialogue"])
+
+
+def group_lines(lines: Sequence[DialogueLine]) -> list[list[int]]:
+    """Indices of `lines` by dialogue, each in file order; dialogues in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for index, line in enumerate(lines):
+        groups.setdefault(line.dialogue, []).append(index)
+    return list(groups.values())

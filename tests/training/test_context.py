@@ -6,39 +6,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from dialogues import REPLY, write_dialogue_data
-from helpers import small_settings
+from dialogues import REPLY
 
 from meldctl.data.dialogue import dialogue_groups
 from meldctl.data.manifest import read_manifest
 from meldctl.evaluation import evaluate_checkpoint
 from meldctl.inference import Predictor
-from meldctl.training.trainer import run_training
 
 pytestmark = pytest.mark.slow
 
 
-def _train(data_dir: Path, tiny_bert: Path, run_dir: Path, past: int) -> Path:
-    settings = small_settings(
-        data_dir,
-        tiny_bert,
-        model={"modalities": ["text"], "context_past": past, "dropout": 0.0},
-        train={"epochs": 25, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 3},
-    )
-    result = run_training(settings.data, settings.model, settings.train, run_dir=run_dir)
-    assert result.best_path is not None
-    return result.best_path
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("context")
-    data_dir = write_dialogue_data(root / "data")
-    return {
-        "data": data_dir,
-        "context": _train(data_dir, tiny_bert, root / "with", past=1),
-        "alone": _train(data_dir, tiny_bert, root / "without", past=0),
-    }
+def trained(dialogue_models: dict[str, Path]) -> dict[str, Path]:
+    return dialogue_models
 
 
 def _reply_accuracy(predictor: Predictor, data_dir: Path, *, context: bool) -> float:
@@ -70,7 +50,9 @@ def test_a_model_without_context_cannot_learn_the_replies(trained: dict[str, Pat
 
 
 def test_eval_reports_context_and_ablates_it(trained: dict[str, Path], tmp_path: Path) -> None:
-    with_context = evaluate_checkpoint(trained["context"], trained["data"], "test", out_dir=tmp_path / "a", device="cpu")
+    with_context = evaluate_checkpoint(
+        trained["context"], trained["data"], "test", out_dir=tmp_path / "a", device="cpu"
+    )
     alone = evaluate_checkpoint(
         trained["context"], trained["data"], "test", out_dir=tmp_path / "b", device="cpu", context=False
     )
@@ -86,5 +68,26 @@ def test_checkpoint_without_context_is_scored_as_before(trained: dict[str, Path]
     assert report["context"] == {"past": 0, "future": 0, "speakers": True, "used": False}
     predictor = Predictor.from_path(trained["alone"], "cpu")
     one = predictor.run([predictor.prepare(None, "okay")])[0]
-    placed = predictor.run_dialogue([predictor.prepare(None, "i am so sad"), predictor.prepare(None, "okay")], [None, None])
+    placed = predictor.run_dialogue(
+        [predictor.prepare(None, "i am so sad"), predictor.prepare(None, "okay")], [None, None]
+    )
     assert torch.allclose(torch.tensor(list(one.emotion.values())), torch.tensor(list(placed[1].emotion.values())))
+
+
+def test_windows_never_cross_a_dialogue_boundary() -> None:
+    from meldctl.data.dialogue import pack_dialogues
+    from meldctl.model.context import DialogueContext, context_mask
+
+    dialogue = torch.tensor([0, 0, 0, 1, 1, 2])
+    position = torch.tensor([0, 1, 2, 0, 1, 0])
+    mask = context_mask(dialogue, position, past=5, future=5)
+    assert not (mask & (dialogue[:, None] != dialogue[None, :])).any()
+    layer = DialogueContext(8, 5, 5, speakers=True).eval()
+    x = torch.randn(6, 8)
+    keys = {"dialogue": dialogue, "position": position, "speaker": torch.tensor([0, 1, 0, 0, 1, -1])}
+    changed = x.clone()
+    changed[3:] += 10  # other dialogues change: the first dialogue's outputs must not
+    assert torch.equal(layer(x, keys)[:3], layer(changed, keys)[:3])
+    # Batches hold whole dialogues: no dialogue is split between two batches (each fits in one).
+    batches = pack_dialogues([[0, 1, 2], [3, 4], [5], [6, 7, 8, 9]], 5)
+    assert batches == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
