@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meldctl.data.dataset import Collator, DataPlan, UtteranceDataset, build_datasets, label_counts  # noqa: E402
+from meldctl.data.dialogue import eval_batches  # noqa: E402
 from meldctl.data.kinds import kinds_for  # noqa: E402
 from meldctl.data.manifest import read_manifest  # noqa: E402
 from meldctl.labels import EMOTION_INDEX, EMOTIONS, SENTIMENT_INDEX, SENTIMENTS  # noqa: E402
@@ -101,7 +102,15 @@ def prepare_data(source: Path, data_dir: Path) -> None:
 def settings_for(data_dir: Path, run_dir: Path, *, finetune: bool, args: argparse.Namespace) -> Settings:
     overrides: dict[str, dict[str, Any]] = {
         "data": {"data_dir": data_dir, "cache": not finetune},
-        "model": {"modalities": ["text"], "text_model": "minilm", "video_weights": "none", "freeze_text": not finetune},
+        "model": {
+            "modalities": ["text"],
+            "text_model": "minilm",
+            "video_weights": "none",
+            "freeze_text": not finetune,
+            "context_past": args.context_past,
+            "context_future": args.context_future,
+            "context_speakers": not args.no_speakers,
+        },
         "train": {"run_dir": run_dir, "seed": args.seed, "device": args.device, "workers": 0},
     }
     if finetune:
@@ -112,20 +121,29 @@ def settings_for(data_dir: Path, run_dir: Path, *, finetune: bool, args: argpars
     return load_settings(overrides=overrides)
 
 
-def _loader(dataset: Any, collate: Collator) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(dataset, batch_size=128, shuffle=False, num_workers=0, collate_fn=collate)
+def _loader(dataset: Any, collate: Collator, context: bool) -> torch.utils.data.DataLoader:
+    batches = eval_batches(dataset.rows, 128, context)  # whole dialogues per batch with context
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=0, collate_fn=collate)
 
 
-def score_checkpoint(path: Path, data_dir: Path, device: torch.device, *, use_cache: bool) -> dict[str, Any]:
-    """A checkpoint's dev and test scores, with the trainer's own `predict` and `dev_metrics`."""
+def score_checkpoint(
+    path: Path, data_dir: Path, device: torch.device, *, use_cache: bool, context: bool = True
+) -> dict[str, Any]:
+    """A checkpoint's dev and test scores, with the trainer's own `predict` and `dev_metrics`.
+
+    With a context checkpoint, `context=False` scores every utterance alone (the `--no-context` ablation).
+    """
     loaded = load_checkpoint(path, device)
     rows = {split: read_manifest(data_dir, split) for split in ("dev", "test")}
     plan = DataPlan(
         data_dir, loaded.preprocess, loaded.tokenizer, tokenizer_digest(loaded.tokenizer_files), use_cache, device, 0
     )
     datasets, _ = build_datasets(rows, loaded.model, plan)
-    collate = Collator(kinds_for(loaded.model.config.modalities), loaded.preprocess, loaded.tokenizer)
-    return {split: dev_metrics(predict(loaded.model, _loader(ds, collate), device)) for split, ds in datasets.items()}
+    used = context and loaded.model.config.uses_context
+    collate = Collator(kinds_for(loaded.model.config.modalities), loaded.preprocess, loaded.tokenizer, context=used)
+    return {
+        split: dev_metrics(predict(loaded.model, _loader(ds, collate, used), device)) for split, ds in datasets.items()
+    }
 
 
 def frozen_features(settings: Settings, device: torch.device) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -218,6 +236,11 @@ def train_and_score(name: str, settings: Settings, device: torch.device, *, fine
     scores = score_checkpoint(result.best_path, settings.data.data_dir, device, use_cache=not finetune)
     # The checkpoint's dev scores must be the ones the trainer selected it by.
     assert abs(scores["dev"]["emotion"]["weighted_f1"] - result.best_metrics["dev_emotion_weighted_f1"]) < 1e-6
+    if settings.model.context_past or settings.model.context_future:
+        alone = score_checkpoint(
+            result.best_path, settings.data.data_dir, device, use_cache=not finetune, context=False
+        )
+        scores["no_context"] = alone
     seconds = [r["train_seconds"] for r in result.history]
     return {
         **scores,
@@ -238,6 +261,9 @@ def train_and_score(name: str, settings: Settings, device: torch.device, *, fine
                     "fusion_dim",
                     "dropout",
                     "max_tokens",
+                    "context_past",
+                    "context_future",
+                    "context_speakers",
                 },
             ),
             "train": settings.train.model_dump(
@@ -301,6 +327,10 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _context(args: argparse.Namespace) -> bool:
+    return bool(args.context_past or args.context_future)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=SOURCE, help="Folder with MELD's three label CSVs.")
@@ -316,6 +346,10 @@ def main() -> None:
     )
     parser.add_argument("--skip-frozen", action="store_true", help="Skip the frozen meldctl run.")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--context-past", type=int, default=0, help="Dialogue context: earlier utterances seen.")
+    parser.add_argument("--context-future", type=int, default=0, help="Dialogue context: later utterances seen.")
+    parser.add_argument("--no-speakers", action="store_true", help="Context without same-speaker information.")
+    parser.add_argument("--skip-logreg", action="store_true", help="Skip the logistic-regression baseline.")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the full report here.")
@@ -339,23 +373,30 @@ def main() -> None:
         "results": {},
     }
     report["results"]["majority class"] = {**majority(data_dir), "time": "-"}
-    t0 = time.perf_counter()
-    logreg = logistic_regression(features)
-    report["results"]["logistic regression (frozen MiniLM)"] = {
-        "dev": logreg["dev"],
-        "test": logreg["test"],
-        "time": f"{time.perf_counter() - t0:.0f} s",
-    }
-    report["logreg"] = {"C": logreg["C"], "dev_weighted_f1_by_C": logreg["dev_by_C"]}
+    logreg = None
+    if not args.skip_logreg:
+        t0 = time.perf_counter()
+        logreg = logistic_regression(features)
+        report["results"]["logistic regression (frozen MiniLM)"] = {
+            "dev": logreg["dev"],
+            "test": logreg["test"],
+            "time": f"{time.perf_counter() - t0:.0f} s",
+        }
+        report["logreg"] = {"C": logreg["C"], "dev_weighted_f1_by_C": logreg["dev_by_C"]}
+    window = f", context {args.context_past} past / {args.context_future} future" if _context(args) else ""
     if not args.skip_frozen:
         entry = train_and_score("frozen", frozen, device, finetune=False)
         entry["time"] = f"{entry['seconds']:.0f} s ({entry['epochs_run']} ep)"
-        report["results"]["meldctl, encoder frozen"] = entry
+        report["results"][f"meldctl, encoder frozen{window}"] = entry
+        if "no_context" in entry:
+            report["results"]["  same checkpoint, --no-context"] = {**entry.pop("no_context"), "time": "-"}
     if args.finetune:
         tuned = settings_for(data_dir, runs / f"finetune-{stamp}", finetune=True, args=args)
         entry = train_and_score("finetune", tuned, device, finetune=True)
         entry["time"] = f"{entry['seconds'] / 60:.0f} min ({entry['epochs_run']} ep)"
-        report["results"]["meldctl, encoder fine-tuned"] = entry
+        report["results"][f"meldctl, encoder fine-tuned{window}"] = entry
+        if "no_context" in entry:
+            report["results"]["  same checkpoint, --no-context "] = {**entry.pop("no_context"), "time": "-"}
     elif args.finetune_run:
         report["results"]["meldctl, encoder fine-tuned"] = score_run(args.finetune_run, data_dir, device)
 
@@ -368,10 +409,11 @@ def main() -> None:
         f"data: {data_dir} (train/dev/test {report['sizes']['train']}/{report['sizes']['dev']}/"
         f"{report['sizes']['test']} utterances); prepare + feature cache {cache_s:.0f} s"
     )
-    print(
-        f"logistic regression: C chosen on dev emotion/sentiment = {logreg['C']['emotion']}/"
-        f"{logreg['C']['sentiment']} (grid {list(LOGREG_C)})"
-    )
+    if logreg is not None:
+        print(
+            f"logistic regression: C chosen on dev emotion/sentiment = {logreg['C']['emotion']}/"
+            f"{logreg['C']['sentiment']} (grid {list(LOGREG_C)})"
+        )
     for name, entry in report["results"].items():
         if "settings" in entry:
             print(
