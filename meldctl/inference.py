@@ -375,6 +375,8 @@ def predict_lines(
             try:
                 if line.clip is None:
                     prepared.append(predictor.prepare_media(line.text, frames=None, waveform=None))
+                elif not line.clip.is_file():  # even a text model would silently answer without it
+                    raise MeldError(f"clip {line.clip} does not exist")
                 else:
                     prepared.append(predictor.prepare(line.clip, line.text, strict=strict, name=str(line.clip)))
                 kept.append(index)
