@@ -85,13 +85,7 @@ def evaluate_checkpoint(
     datasets, _ = build_datasets({split: rows}, model, plan)
     dataset = datasets[split]
     with_context = config.uses_context and context
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=eval_batches(dataset.rows, 64, with_context),
-        num_workers=workers if dataset.raw else 0,
-        collate_fn=Collator(kinds_for(config.modalities), loaded.preprocess, loaded.tokenizer, context=with_context),
-        worker_init_fn=worker_init,
-    )
+    loader = _scoring_loader(dataset, loaded, workers, with_context)
     done = 0
 
     def progress(n: int) -> None:
@@ -129,6 +123,18 @@ def _used_modalities(trained: tuple[str, ...], asked: Sequence[str] | None) -> t
             hint="ablate a subset of the checkpoint's modalities",
         )
     return used
+
+
+def _scoring_loader(dataset: Any, loaded: Any, workers: int, context: bool) -> torch.utils.data.DataLoader:
+    """Batches of 64 rows (whole dialogues with context), decoded in workers only when something is raw."""
+    config = loaded.model.config
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=eval_batches(dataset.rows, 64, context),
+        num_workers=workers if dataset.raw else 0,
+        collate_fn=Collator(kinds_for(config.modalities), loaded.preprocess, loaded.tokenizer, context=context),
+        worker_init_fn=worker_init,
+    )
 
 
 def context_report(config: Any, used: bool) -> dict[str, Any]:

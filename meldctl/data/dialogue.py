@@ -113,6 +113,7 @@ class DialogueLine:
 
 
 _MAX_LINES = 100_000
+_REQUIRED = "text"  # the one column (JSON key) a dialogue file must have
 
 
 def read_dialogue_file(path: Path) -> list[DialogueLine]:
@@ -162,7 +163,7 @@ def _csv_records(text: str, path: Path) -> list[tuple[int, Any]]:
     if not rows:
         return []
     header = [cell.strip().lower() for cell in rows[0]]
-    if "text" not in header:
+    if _REQUIRED not in header:
         raise DataError(f"{path} has no 'text' column", hint="the first row names the columns: text,speaker,clip")
     if len(rows) - 1 > _MAX_LINES:
         raise DataError(f"{path} has more than {_MAX_LINES} utterances")
