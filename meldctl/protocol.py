@@ -7,7 +7,10 @@ nothing of meldctl's.
 Two requests:
 
 - a clip: a multipart form with the file `clip` and the field `text`, or JSON `{"text", "clip_b64" |
-  "clip_s3", "clip_name"}` (S3 for clips over the real-time payload limit);
+  "clip_s3", "clip_name"}` (S3 for clips over the real-time payload limit); either may add `context` (what was
+  said before, oldest first: a list of `{"speaker", "text"}`, in a form as that list's JSON) and `no_context`;
+- a conversation: JSON `{"dialogue": [{"text", "speaker", "dialogue", "clip_b64" | "clip_s3", "clip_name"},
+  ...], "no_context"}`, one row per utterance in order (as `meldctl predict --dialogue FILE` reads them);
 - a whole video (`POST /analyze`, and `/invocations` for a body naming a video): JSON `{"video_b64" |
   "video_s3" | "video_path", "subtitles_text" | "subtitles_s3", "segment"}`; `video_path` is the seed's
   alias of `video_s3`.
@@ -22,14 +25,25 @@ from pathlib import Path
 
 CLIP = "clip"
 TEXT = "text"
-FORM_FIELDS = (CLIP, TEXT)
-"""The multipart form's fields: the clip (a file) and the utterance text."""
+CONTEXT = "context"
+NO_CONTEXT = "no_context"
+FORM_FIELDS = (CLIP, TEXT, CONTEXT, NO_CONTEXT)
+"""The multipart form's fields: the clip (a file), the utterance text, its context (a JSON list), `true` to
+classify it alone."""
+SPEAKER = "speaker"
 
 CLIP_B64 = "clip_b64"
 CLIP_S3 = "clip_s3"
 CLIP_NAME = "clip_name"
-CLIP_JSON_FIELDS = (TEXT, CLIP_B64, CLIP_S3, CLIP_NAME)
-"""The JSON form of a clip request."""
+DIALOGUE = "dialogue"
+CLIP_JSON_FIELDS = (TEXT, CLIP_B64, CLIP_S3, CLIP_NAME, CONTEXT, NO_CONTEXT, DIALOGUE)
+"""The JSON form of a clip request (or, with `dialogue`, of a conversation)."""
+TURN_FIELDS = (SPEAKER, TEXT)
+"""A context line."""
+ROW_FIELDS = (TEXT, SPEAKER, DIALOGUE, CLIP_B64, CLIP_S3, CLIP_NAME)
+"""A dialogue row."""
+MAX_ROWS = 256
+"""The most rows of a dialogue, or lines of context, in one request."""
 
 VIDEO_B64 = "video_b64"
 VIDEO_S3 = "video_s3"
@@ -64,6 +78,25 @@ def multipart_body(fields: dict[str, str], files: dict[str, Path] | None = None)
 def clip_form(clip: Path | None, text: str | None) -> tuple[str, bytes]:
     """The multipart body of one clip and its text (either may be left out)."""
     return multipart_body({TEXT: text} if text is not None else {}, {CLIP: clip} if clip is not None else None)
+
+
+def dialogue_json(rows: list[dict[str, str | None]], *, no_context: bool = False) -> tuple[str, bytes]:
+    """The JSON body of a conversation: `rows` of `{"text", "speaker", "dialogue", "clip"}` where `clip` is a
+    local file sent in base64 or an `s3://` URI the server fetches (None or absent: text only)."""
+    out = []
+    for row in rows:
+        item = {key: row[key] for key in (TEXT, SPEAKER, DIALOGUE) if row.get(key) is not None}
+        clip = row.get(CLIP)
+        if clip is not None and str(clip).startswith("s3://"):
+            item[CLIP_S3] = str(clip)
+        elif clip is not None:
+            item[CLIP_B64] = base64.b64encode(Path(clip).read_bytes()).decode("ascii")
+            item[CLIP_NAME] = Path(clip).name
+        out.append(item)
+    payload: dict[str, object] = {DIALOGUE: out}
+    if no_context:
+        payload[NO_CONTEXT] = True
+    return JSON, json.dumps(payload).encode()
 
 
 def clip_s3_json(uri: str, text: str | None, name: str | None = None) -> tuple[str, bytes]:

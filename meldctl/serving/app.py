@@ -17,12 +17,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -39,10 +39,13 @@ from meldctl.serving.analyze import (
     video_from_json,
 )
 from meldctl.serving.batcher import Batcher, ModelError
+from meldctl.serving.bodies import ErrorBody, PredictAnswer, TimelineBody
+from meldctl.serving.dialogue import predict_dialogue, predict_in_context
 from meldctl.serving.forms import Form, FormSpec, read_form
 from meldctl.serving.s3access import FetchS3, S3Access
 from meldctl.serving.uploads import (
     ClipRequest,
+    DialogueRequest,
     InvocationRequest,
     Limits,
     RequestError,
@@ -76,51 +79,6 @@ def resolved(settings: ServeSettings, device_type: str, cpus: int) -> ServeSetti
     return settings.model_copy(update=update)
 
 
-class ErrorBody(BaseModel):
-    """What every refused request gets."""
-
-    error: str
-
-
-_PAIR = {
-    "type": "array",
-    "items": {"anyOf": [{"type": "string"}, {"type": "number"}]},
-    "minItems": 2,
-    "maxItems": 2,
-    "description": "[emotion, probability]",
-}  # a pair without a tuple schema: FastAPI writes a tuple in the OpenAPI 3.0 way, which 3.1 validators refuse
-
-
-class PredictionBody(BaseModel):
-    """One prediction, as `meldctl predict --json` prints it."""
-
-    clip: str | None
-    text: str | None
-    emotion: dict[str, float]
-    sentiment: dict[str, float]
-    top_emotion: str
-    top_sentiment: str
-    top_emotions: list[Annotated[tuple[str, float], WithJsonSchema(_PAIR)]]
-    missing: list[str] | None = None
-    warnings: list[str] | None = None
-
-
-class TimelineBody(BaseModel):
-    """A whole video's timeline, as `meldctl analyze --json` prints it (docs/analyze.md describes each field)."""
-
-    video: str
-    duration: float
-    segmentation: dict[str, Any]
-    checkpoint: str
-    modalities: list[str]
-    labels: dict[str, list[str]]
-    summary: list[dict[str, Any]]
-    utterances: list[dict[str, Any]]
-    warnings: list[str]
-    seconds: dict[str, float]
-    meldctl_version: str
-
-
 @dataclass
 class _State:
     predictor: Any
@@ -131,7 +89,9 @@ class _State:
 
     @property
     def limits(self) -> Limits:
-        return Limits(clip_bytes=int(self.settings.max_upload_mb * 2**20))
+        """Each clip within --max-upload-mb; a dialogue's clips together within --max-video-mb."""
+        video = int(self.settings.max_video_mb * 2**20)
+        return Limits(clip_bytes=int(self.settings.max_upload_mb * 2**20), dialogue_bytes=video)
 
     @property
     def video_limits(self) -> VideoLimits:
@@ -149,7 +109,12 @@ def _schema(*properties: tuple[str, str, bool]) -> dict[str, Any]:
     }
 
 
-_FORM = _schema(("clip", "The clip (any container FFmpeg reads).", True), ("text", "The utterance text.", False))
+_FORM = _schema(
+    ("clip", "The clip (any container FFmpeg reads).", True),
+    ("text", "The utterance text.", False),
+    ("context", 'What was said before it, oldest first: JSON [{"speaker": "...", "text": "..."}].', False),
+    ("no_context", "true: classify it alone, even with a context checkpoint.", False),
+)
 _VIDEO_FORM = _schema(
     ("video", "The video (any container FFmpeg reads).", True),
     ("subtitles", "Its subtitles: an SRT, WebVTT or ASS file.", True),
@@ -160,7 +125,8 @@ _REFUSALS = {
     for status, what in {
         400: "A malformed request: multipart form, JSON, base64, an unknown field, an unreadable S3 object.",
         403: "An S3 object outside the prefixes the server may read (--allow-s3).",
-        413: "A clip over --max-upload-mb, a video over --max-video-mb, a text over 64 KiB.",
+        413: "A clip over --max-upload-mb, a video (or a dialogue's clips) over --max-video-mb, texts over "
+        "64 KiB together, more than 256 rows of dialogue or lines of context.",
         415: "Neither multipart/form-data nor application/json.",
         422: "Input the model cannot use: not a video, no audio stream, no text for a text model, too long.",
         503: "Too many requests in progress.",
@@ -210,15 +176,34 @@ def build_app(predictor: Any, settings: ServeSettings, *, fetch_s3: FetchS3 | No
 def _body(form: dict[str, Any], json_model: type[BaseModel] | None = None) -> dict[str, Any]:
     content: dict[str, Any] = {"multipart/form-data": {"schema": form}}
     if json_model is not None:
-        content["application/json"] = {"schema": json_model.model_json_schema()}
+        content["application/json"] = {"schema": _json_schema(json_model)}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema with its nested models written in place: the operation's schema sits deep inside
+    /openapi.json, where pydantic's `#/$defs/...` references would point nowhere."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    return inline(schema)
 
 
 def _add_routes(app: FastAPI) -> None:
     page, docs = _static("index.html"), _static("docs.html")
     invocation_form = {"oneOf": [_FORM, _VIDEO_FORM]}
     invocation_body = _body(invocation_form)
-    invocation_json = {"oneOf": [InvocationRequest.model_json_schema(), AnalyzeRequest.model_json_schema()]}
+    invocation_json = {"oneOf": [_json_schema(InvocationRequest), _json_schema(AnalyzeRequest)]}
     invocation_body["requestBody"]["content"]["application/json"] = {"schema": invocation_json}
 
     @app.get("/ping", summary="Health check: 200 once the model is loaded", responses={503: {"model": ErrorBody}})
@@ -230,23 +215,29 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/health", summary="The checkpoint, its modalities and labels, the device, batching so far")
     async def health(request: Request) -> JSONResponse:
         state = _state(request)
+        config = state.predictor.model.config
+        context = {"past": config.context_past, "future": config.context_future, "speakers": config.context_speakers}
         serving = {
             **state.settings.model_dump(mode="json"),
             "inflight": state.inflight,
             "batches": state.batcher.stats.to_json(),
         }
-        return JSONResponse({**state.predictor.describe(), "serving": serving})
+        return JSONResponse({**state.predictor.describe(), "context": context, "serving": serving})
 
     @app.post(
         "/predict",
-        summary="Predict from a multipart form: clip (file) and text",
+        summary="Predict from a multipart form (clip, text, context) or JSON (text, clip_b64 or clip_s3, context; "
+        "or a whole dialogue)",
         description="Answers what `meldctl predict CLIP --text TEXT --json` prints; `clip` is the "
-        "uploaded file's name. A text-only checkpoint needs no clip.",
-        openapi_extra=_body(_FORM),
-        responses={200: {"model": PredictionBody}, **_REFUSALS},
+        "uploaded file's name. A text-only checkpoint needs no clip. `context` (oldest first) is what "
+        '`--context "Speaker: line"` gives; `{"dialogue": [{"text", "speaker", "dialogue", "clip_b64"}, ...]}` '
+        "is answered as `meldctl predict --dialogue FILE --json`: one object per row, in order. "
+        "`no_context: true` classifies every utterance alone.",
+        openapi_extra=_body(_FORM, InvocationRequest),
+        responses={200: {"model": PredictAnswer}, **_REFUSALS},
     )
     async def predict(request: Request) -> JSONResponse:
-        return await _answer(request, _predict_form)
+        return await _answer(request, _predict_request)
 
     @app.post(
         "/analyze",
@@ -265,10 +256,12 @@ def _add_routes(app: FastAPI) -> None:
         summary="SageMaker's inference route: /predict's form or JSON with clip_b64 or clip_s3; "
         "a body with video_s3, video_b64 or video_path is analysed as /analyze does",
         description='JSON: `{"text": "...", "clip_b64": "<base64>", "clip_name": "x.mp4"}`, '
-        '`{"text": "...", "clip_s3": "s3://bucket/key.mp4"}` (fetched by the server, for large clips), or '
+        '`{"text": "...", "clip_s3": "s3://bucket/key.mp4"}` (fetched by the server, for large clips), '
+        '`{"text": "Okay.", "context": [{"speaker": "Rachel", "text": "I got the job!"}]}`, '
+        '`{"dialogue": [{"speaker": "Rachel", "text": "..."}, ...]}` (as /predict), or '
         '`{"video_path": "s3://bucket/episode.mp4"}` (a whole video).',
         openapi_extra=invocation_body,
-        responses={200: {"model": PredictionBody | TimelineBody}, **_REFUSALS},
+        responses={200: {"model": PredictAnswer | TimelineBody}, **_REFUSALS},
     )
     async def invocations(request: Request) -> JSONResponse:
         return await _answer(request, _invocation)
@@ -282,7 +275,7 @@ def _add_routes(app: FastAPI) -> None:
         return HTMLResponse(docs)
 
 
-Work = Callable[[Request, Path], Awaitable[dict[str, Any]]]
+Work = Callable[[Request, Path], Awaitable[dict[str, Any] | list[dict[str, Any]]]]
 
 
 async def _answer(request: Request, work: Work) -> JSONResponse:
@@ -308,11 +301,18 @@ async def _answer(request: Request, work: Work) -> JSONResponse:
     return JSONResponse(answer)
 
 
-async def _predict(request: Request, clip: ClipRequest) -> dict[str, Any]:
+async def _predict(request: Request, asked: ClipRequest | DialogueRequest) -> dict[str, Any] | list[dict[str, Any]]:
+    """One clip (alone, or after its context) as one object; a dialogue as one object per row."""
+    state = _state(request)
+    if isinstance(asked, DialogueRequest):
+        return await predict_dialogue(state.batcher, state.predictor, asked, TOP_K)
     try:
-        prediction = await _state(request).batcher.predict(clip.clip, clip.text, name=clip.name)
+        if asked.context:
+            prediction = await predict_in_context(state.batcher, state.predictor, asked)
+        else:
+            prediction = await state.batcher.predict(asked.clip, asked.text, name=asked.name)
     except MeldError as exc:
-        raise RequestError(422, _without_paths(exc.message, clip)) from None
+        raise RequestError(422, _without_paths(exc.message, asked)) from None
     return prediction.to_json(TOP_K)
 
 
@@ -329,11 +329,24 @@ async def _analyze(request: Request, video: VideoRequest) -> dict[str, Any]:
         cancelled.set()  # a request past its time limit stops its analysis at the next progress step
 
 
-async def _predict_form(request: Request, folder: Path) -> dict[str, Any]:
+async def _predict_request(request: Request, folder: Path) -> dict[str, Any] | list[dict[str, Any]]:
     kind, _ = content_type(request.headers)
+    state = _state(request)
+    limits = state.limits
     if kind == "application/x-www-form-urlencoded":
-        return await _predict(request, await read_urlencoded(request.stream(), _state(request).limits))
-    return await _predict(request, clip_request(await _read_multipart(request, folder, _state(request).limits.form)))
+        return await _predict(request, await read_urlencoded(request.stream(), limits))
+    if kind not in ("multipart/form-data", "application/json"):
+        kinds = "multipart/form-data (clip, text, context) or application/json (text, clip_b64, context; dialogue)"
+        raise RequestError(415, f"send {kinds}, not {kind or 'no content type'}")
+    if kind == "application/json":
+        over = f"the JSON body is over the server's limit of {limits.json_bytes / 2**20:.0f} MB"
+        check_length(request.headers, limits.json_bytes, over)
+        fields, decoded = await read_json_body(
+            request.stream(), folder, json_targets(folder, limits.base64), limit=limits.json_bytes, over=over,
+            lists=limits.lists(folder),
+        )  # fmt: skip
+        return await _predict(request, await clip_from_json(fields, decoded, folder, limits, state.s3))
+    return await _predict(request, clip_request(await _read_multipart(request, folder, limits.form), limits))
 
 
 async def _read_multipart(request: Request, folder: Path, spec: FormSpec) -> Form:
@@ -363,7 +376,7 @@ async def _analyze_request(request: Request, folder: Path) -> dict[str, Any]:
     return await _analyze(request, video_from_form(await _read_multipart(request, folder, state.video_limits.form)))
 
 
-async def _invocation(request: Request, folder: Path) -> dict[str, Any]:
+async def _invocation(request: Request, folder: Path) -> dict[str, Any] | list[dict[str, Any]]:
     """SageMaker's one route: a clip (form, `text=`, JSON) is predicted, a video (form or JSON) analysed."""
     kind, _ = content_type(request.headers)
     state = _state(request)
@@ -373,7 +386,9 @@ async def _invocation(request: Request, folder: Path) -> dict[str, Any]:
         most = max(limits.json_bytes, video_limits.json_bytes)
         over = f"the JSON body is over the server's limit of {most / 2**20:.0f} MB"
         check_length(request.headers, most, over)
-        fields, decoded = await read_json_body(request.stream(), folder, targets, limit=most, over=over)
+        fields, decoded = await read_json_body(
+            request.stream(), folder, targets, limit=most, over=over, lists=limits.lists(folder)
+        )
         if asks_for_analysis(fields):
             return await _analyze(request, await video_from_json(fields, decoded, folder, video_limits, state.s3))
         return await _predict(request, await clip_from_json(fields, decoded, folder, limits, state.s3))
@@ -384,16 +399,16 @@ async def _invocation(request: Request, folder: Path) -> dict[str, Any]:
             if sent & limits.form.fields.keys():
                 raise RequestError(400, "send a clip and its text, or a video, not both")
             return await _analyze(request, video_from_form(form))
-        return await _predict(request, clip_request(form))
+        return await _predict(request, clip_request(form, limits))
     if kind == "application/x-www-form-urlencoded":
         return await _predict(request, await read_urlencoded(request.stream(), limits))
     kinds = "multipart/form-data (clip, text) or application/json (text, clip_b64 or clip_s3)"
     raise RequestError(415, f"send {kinds}, not {kind or 'no content type'}")
 
 
-def _without_paths(message: str, clip: ClipRequest | None) -> str:
+def _without_paths(message: str, clip: ClipRequest | DialogueRequest | None) -> str:
     """Name the clip as the client did, not by its temporary path on this server."""
-    if clip is not None and clip.clip is not None:
+    if isinstance(clip, ClipRequest) and clip.clip is not None:
         return message.replace(str(clip.clip), clip.name or "the clip")
     return message
 

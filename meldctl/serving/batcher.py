@@ -4,6 +4,9 @@ Requests are decoded (`Predictor.prepare`: FFmpeg, frames, log-Mel, tokens) by a
 overlaps the forward of the batch before. A single consumer collects what is ready and runs it as one batch
 (`Predictor.run`) on the one model thread. It waits for more only while other requests are still being decoded,
 and at most `max_wait_s`: a lone request is never held back, and requests that arrive together share a forward.
+
+A conversation (a dialogue, or one utterance with its context) is one unit instead: its utterances are decoded
+by the same pool, then `Predictor.run_dialogue` classifies them together on the model thread, between batches.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,8 @@ class _Model(Protocol):
 
     def run(self, inputs: list[Any]) -> list[Any]: ...
 
+    def run_dialogue(self, inputs: list[Any], speakers: Sequence[str | None], *, context: bool) -> list[Any]: ...
+
 
 @dataclass
 class BatchStats:
@@ -39,6 +45,8 @@ class BatchStats:
     batches: int = 0
     requests: int = 0
     sizes: Counter[int] = field(default_factory=Counter)
+    dialogues: int = 0
+    """Conversations classified (each one forward of its own)."""
 
     def add(self, size: int) -> None:
         self.batches += 1
@@ -51,6 +59,7 @@ class BatchStats:
             "requests": self.requests,
             "largest": max(self.sizes, default=0),
             "sizes": {str(size): count for size, count in sorted(self.sizes.items())},
+            "dialogues": self.dialogues,
         }
 
 
@@ -117,6 +126,31 @@ class Batcher:
         self._queue.put_nowait(job)
         self._changed.set()
         return await job.answer
+
+    async def decode(self, work: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Run each of `work` (a `prepare` of one utterance) in the decoding pool, all at once; each result, or the
+        exception it raised, in order. These are not queued for a batch: `run_dialogue` takes them."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.gather(
+            *(loop.run_in_executor(self._decoders, job) for job in work), return_exceptions=True
+        )
+
+    async def run_dialogue(self, inputs: list[Any], speakers: Sequence[str | None], *, context: bool) -> list[Any]:
+        """One conversation through `model.run_dialogue` on the model thread (between batches of single clips).
+
+        Raises:
+            ModelError: the model failed on it.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            answers = await loop.run_in_executor(
+                self._runner, lambda: self.model.run_dialogue(inputs, speakers, context=context)
+            )
+        except Exception as exc:  # noqa: BLE001 - one sentence for the client, the details in the log
+            log.exception("the model failed on a dialogue of %d", len(inputs))
+            raise ModelError(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}") from None
+        self.stats.dialogues += 1
+        return answers
 
     def run_blocking(self, inputs: list[Any]) -> list[Any]:
         """`model.run(inputs)` on the model thread, waited for here (from a thread that is not the event loop's):

@@ -51,8 +51,32 @@ class Decoded:
     size: int
 
 
+@dataclass(frozen=True)
+class ListSpec:
+    """A field holding a list of objects (a dialogue's rows), read one element at a time: the base64 fields of
+    element `i` go to `target.path` plus `-i`, each within its own limit and all of them within `total`.
+
+    Attributes:
+        targets: Each element's base64 fields.
+        max_items: The most elements (413 `too_many` above).
+        too_many: The 413 sentence for a longer list.
+        total: The most decoded bytes of all elements together (413 `total_over` above).
+        total_over: The 413 sentence for that.
+    """
+
+    targets: Mapping[str, Base64Target]
+    max_items: int
+    too_many: str
+    total: int
+    total_over: str
+
+
 def read_object(
-    read: Callable[[int], bytes], targets: Mapping[str, Base64Target], *, value_limit: int
+    read: Callable[[int], bytes],
+    targets: Mapping[str, Base64Target],
+    *,
+    value_limit: int,
+    lists: Mapping[str, ListSpec] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Decoded]]:
     """Read one JSON object from `read`; string values of the fields in `targets` are base64-decoded to files.
 
@@ -60,46 +84,93 @@ def read_object(
         read: A file's `read` (returns b"" at the end).
         targets: The base64 fields and where each one goes.
         value_limit: The most bytes (as sent, escapes included) of any other value.
+        lists: Fields holding lists of objects whose own base64 fields are decoded to files (`ListSpec`);
+            element `i`'s field `f` of list `key` is `decoded["key.i.f"]`.
 
     Returns:
         The other fields by name (a decoded field maps to ""), and the decoded fields.
 
     Raises:
         BodyError: 400 for malformed JSON, invalid base64, a key given twice or nesting too deep; 413 for a
-            value over its limit.
+            value over its limit or a list over its length.
     """
     scanner = _Scanner(read)
     if scanner.next_nonspace() != ord("{"):
         if scanner.next_nonspace() is None:
             raise BodyError(400, "the body is not valid JSON (it is empty)")
         raise BodyError(400, 'the JSON body must be an object such as {"text": "..."}')
-    scanner.advance(1)
-    fields: dict[str, Any] = {}
     decoded: dict[str, Decoded] = {}
-    if scanner.next_nonspace() == ord("}"):
-        scanner.advance(1)
-    else:
-        while True:
-            key = scanner.key()
-            if key in fields:
-                raise BodyError(400, f"the JSON field {key[:50]!r} is given twice")
-            scanner.expect(b":")
-            target = targets.get(key)
-            if target is not None and scanner.next_nonspace() == ord('"'):
-                scanner.advance(1)
-                decoded[key] = _decode_into(scanner, key, target)
-                fields[key] = ""
-            else:
-                fields[key] = scanner.value(key, value_limit)
-            separator = scanner.next_nonspace()
-            scanner.advance(1)
-            if separator == ord("}"):
-                break
-            if separator != ord(","):
-                raise scanner.malformed("expected ',' or '}' after a value")
+    fields = _read_fields(scanner, targets, value_limit, lists or {}, decoded, "")
     if scanner.next_nonspace() is not None:
         raise scanner.malformed("extra data after the object")
     return fields, decoded
+
+
+def _read_fields(
+    scanner: _Scanner,
+    targets: Mapping[str, Base64Target],
+    value_limit: int,
+    lists: Mapping[str, ListSpec],
+    decoded: dict[str, Decoded],
+    prefix: str,
+) -> dict[str, Any]:
+    """The object at the scanner (its `{` next), base64 fields into `decoded` under `prefix` + their name."""
+    scanner.advance(1)
+    fields: dict[str, Any] = {}
+    if scanner.next_nonspace() == ord("}"):
+        scanner.advance(1)
+        return fields
+    while True:
+        key = scanner.key()
+        if key in fields:
+            raise BodyError(400, f"the JSON field {key[:50]!r} is given twice")
+        scanner.expect(b":")
+        target, listed = targets.get(key), lists.get(key)
+        if target is not None and scanner.next_nonspace() == ord('"'):
+            scanner.advance(1)
+            decoded[prefix + key] = _decode_into(scanner, key, target)
+            fields[key] = ""
+        elif listed is not None and scanner.next_nonspace() == ord("["):
+            fields[key] = _read_list(scanner, key, listed, value_limit, decoded)
+        else:
+            fields[key] = scanner.value(key, value_limit)
+        separator = scanner.next_nonspace()
+        scanner.advance(1)
+        if separator == ord("}"):
+            return fields
+        if separator != ord(","):
+            raise scanner.malformed("expected ',' or '}' after a value")
+
+
+def _read_list(scanner: _Scanner, key: str, spec: ListSpec, value_limit: int, decoded: dict[str, Decoded]) -> list[Any]:
+    """The list at the scanner (its `[` next): objects read by `_read_fields`, anything else as a plain value."""
+    scanner.advance(1)
+    items: list[Any] = []
+    if scanner.next_nonspace() == ord("]"):
+        scanner.advance(1)
+        return items
+    used = 0
+    while True:
+        if len(items) >= spec.max_items:
+            raise BodyError(413, spec.too_many)
+        if scanner.next_nonspace() == ord("{"):
+            targets = {}
+            for name, target in spec.targets.items():
+                # Each element's bytes count against the list's total: the tighter of the two limits applies.
+                left = spec.total - used
+                limit, over = (target.limit, target.over) if target.limit <= left else (left, spec.total_over)
+                targets[name] = Base64Target(target.path.with_name(f"{target.path.name}-{len(items)}"), limit, over)
+            prefix = f"{key}.{len(items)}."
+            items.append(_read_fields(scanner, targets, value_limit, {}, decoded, prefix))
+            used += sum(d.size for name, d in decoded.items() if name.startswith(prefix))
+        else:
+            items.append(scanner.value(key, value_limit))
+        separator = scanner.next_nonspace()
+        scanner.advance(1)
+        if separator == ord("]"):
+            return items
+        if separator != ord(","):
+            raise scanner.malformed(f"expected ',' or ']' in {key[:50]!r}")
 
 
 class _Scanner:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from meldctl.protocol import CLIP, CLIP_B64, TEXT
+from meldctl.protocol import CLIP, CLIP_B64, CLIP_NAME, CLIP_S3, CONTEXT, DIALOGUE, MAX_ROWS, NO_CONTEXT, TEXT
 from meldctl.serving.forms import (
     FORM_OVERHEAD,
     FieldSpec,
@@ -28,7 +28,7 @@ from meldctl.serving.forms import (
     upload_name,
     upload_path,
 )
-from meldctl.serving.jsonbody import Base64Target, BodyError, Decoded, read_object
+from meldctl.serving.jsonbody import Base64Target, BodyError, Decoded, ListSpec, read_object
 from meldctl.serving.s3access import FetchS3, S3Access
 
 __all__ = ["FetchS3", "RequestError", "S3Access", "upload_name"]
@@ -40,6 +40,10 @@ JSON_VALUE_LIMIT = 6 * TEXT_LIMIT + 1024
 SPOOL = ".body.json"
 
 
+NAME_LIMIT = 200
+"""The longest speaker name or dialogue id accepted (characters)."""
+
+
 @dataclass
 class ClipRequest:
     """What a request asks for: the utterance text, and the clip saved in the request's folder.
@@ -48,11 +52,34 @@ class ClipRequest:
         text: The utterance text (None when not sent).
         clip: The temporary file holding the clip, or None.
         name: What the answer calls the clip: the uploaded file's name, `clip_name`, or the S3 URI.
+        context: What was said before it, oldest first: (speaker or None, text).
+        no_context: Classify it alone, even with a context checkpoint.
     """
 
     text: str | None
     clip: Path | None
     name: str | None
+    context: list[tuple[str | None, str]] = field(default_factory=list)
+    no_context: bool = False
+
+
+@dataclass(frozen=True)
+class DialogueRow:
+    """One utterance of a conversation request, its clip (if any) saved in the request's folder."""
+
+    text: str
+    speaker: str | None
+    dialogue: str
+    clip: Path | None
+    name: str | None
+
+
+@dataclass
+class DialogueRequest:
+    """A whole conversation (or several, told apart by `dialogue`), one row per utterance in order."""
+
+    rows: list[DialogueRow]
+    no_context: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,10 +88,15 @@ class Limits:
 
     clip_bytes: int
     text_bytes: int = TEXT_LIMIT
+    dialogue_bytes: int = 0
+    """The most bytes of a dialogue's clips together (0: as many as one clip)."""
+    max_rows: int = MAX_ROWS
 
     @property
     def json_bytes(self) -> int:
-        return b64_length(self.clip_bytes) + FORM_OVERHEAD
+        """The largest JSON body: a dialogue's clips in base64, every text escaped, a name per row."""
+        clips = max(self.clip_bytes, self.dialogue_bytes)
+        return b64_length(clips) + 6 * self.text_bytes + self.max_rows * 2048 + FORM_OVERHEAD
 
     def describe(self) -> str:
         return f"{round(self.clip_bytes / 2**20, 3):g} MB"
@@ -78,15 +110,44 @@ class Limits:
         return f"the text field is over {self.text_bytes // 1024} KiB"
 
     @property
+    def texts_over(self) -> str:
+        return f"the texts of the request are over {self.text_bytes // 1024} KiB together"
+
+    @property
+    def rows_over(self) -> str:
+        return f"send at most {self.max_rows} rows of dialogue or lines of context in one request"
+
+    @property
     def form(self) -> FormSpec:
-        """The form of `/predict`: a clip and its text."""
+        """The form of `/predict`: a clip, its text, its context (a JSON list) and `no_context`."""
         clip = FieldSpec(file=True, limit=self.clip_bytes, over=self.clip_over)
         text = FieldSpec(file=False, limit=self.text_bytes, over=self.text_over)
-        return FormSpec({CLIP: clip, TEXT: text}, f"the upload is over the server's limit of {self.describe()}")
+        context = FieldSpec(file=False, limit=JSON_VALUE_LIMIT, over=self.texts_over)
+        flag = FieldSpec(file=False, limit=16, over="no_context is true or false")
+        fields = {CLIP: clip, TEXT: text, CONTEXT: context, NO_CONTEXT: flag}
+        return FormSpec(fields, f"the upload is over the server's limit of {self.describe()}")
 
     @property
     def base64(self) -> dict[str, Base64Target]:
         return {CLIP_B64: Base64Target(Path(), self.clip_bytes, self.clip_over)}
+
+    def lists(self, folder: Path) -> dict[str, ListSpec]:
+        """The JSON lists read element by element: a dialogue's rows (their clips decoded into `folder`) and
+        the context lines, both at most `max_rows` long."""
+        rows = {CLIP_B64: Base64Target(folder / ".row-clip", self.clip_bytes, self.clip_over)}
+        return {
+            DIALOGUE: ListSpec(rows, self.max_rows, self.rows_over, self.dialogue_total, self.dialogue_over),
+            CONTEXT: ListSpec({}, self.max_rows, self.rows_over, 0, self.dialogue_over),
+        }
+
+    @property
+    def dialogue_total(self) -> int:
+        return self.dialogue_bytes or self.clip_bytes
+
+    @property
+    def dialogue_over(self) -> str:
+        total = round(self.dialogue_total / 2**20, 3)
+        return f"the dialogue's clips are over the server's limit of {total:g} MB together (--max-video-mb)"
 
 
 def b64_length(size: int) -> int:
@@ -94,8 +155,33 @@ def b64_length(size: int) -> int:
     return (size + 2) // 3 * 4
 
 
+class ContextTurn(BaseModel):
+    """A line said before the utterance asked about."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    speaker: str | None = Field(None, max_length=NAME_LIMIT, description="Who said it (only equal names matter).")
+    text: str = Field(description="What was said.")
+
+
+class DialogueRowBody(BaseModel):
+    """One utterance of a conversation, as a row of `meldctl predict --dialogue FILE`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="The utterance text (required).")
+    speaker: str | None = Field(None, max_length=NAME_LIMIT, description="Who said it.")
+    dialogue: str | int | None = Field(
+        None, description="The conversation it belongs to: rows are grouped by it (none: all one conversation)."
+    )
+    clip_b64: str | None = Field(None, description="Its clip's bytes in base64 (none: answered from the text).")
+    clip_s3: str | None = Field(None, description="s3://bucket/key of its clip, fetched by the server.")
+    clip_name: str | None = Field(None, description="What the answer calls the clip.")
+
+
 class InvocationRequest(BaseModel):
-    """The JSON form of `/invocations`: the text and the clip as base64 or as an S3 URI."""
+    """The JSON form of `/predict` and `/invocations`: the text and the clip as base64 or as an S3 URI, with
+    optional context; or a whole `dialogue`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +189,20 @@ class InvocationRequest(BaseModel):
     clip_b64: str | None = Field(None, description="The clip's bytes in base64 (small clips).")
     clip_s3: str | None = Field(None, description="s3://bucket/key of the clip, fetched by the server (large clips).")
     clip_name: str | None = Field(None, description="What the answer calls the clip (default: clip, or the S3 URI).")
+    context: list[ContextTurn] | None = Field(
+        None, max_length=MAX_ROWS, description="What was said before this utterance, oldest first."
+    )
+    no_context: bool = Field(False, description="Classify every utterance alone (the context ablation).")
+    dialogue: list[DialogueRowBody] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ROWS,
+        description="A whole conversation, one row per utterance in order; answered with one object per row. "
+        "Goes without text, clip_* and context.",
+    )
+
+
+_TURNS = TypeAdapter(list[ContextTurn])
 
 
 def clip_path(folder: Path, name: str | None) -> Path:
@@ -126,18 +226,52 @@ def check_length(headers: Any, limit: int, over: str) -> None:
 
 
 async def read_multipart(stream: AsyncIterator[bytes], boundary: str, folder: Path, limits: Limits) -> ClipRequest:
-    """Parse a multipart/form-data body with the fields `clip` (a file) and `text`, the clip streamed to disk.
+    """Parse a multipart/form-data body with the fields `clip` (a file), `text`, `context` and `no_context`, the clip
+    streamed to disk.
 
     Raises:
         RequestError: 400 for a malformed form or unknown field, 413 for a clip or text over the limits.
     """
-    return clip_request(await read_form(stream, boundary, folder, limits.form))
+    return clip_request(await read_form(stream, boundary, folder, limits.form), limits)
 
 
-def clip_request(form: Form) -> ClipRequest:
-    """The prediction a form asks for."""
+def clip_request(form: Form, limits: Limits) -> ClipRequest:
+    """The prediction a form asks for: `context` is the JSON list of `{"speaker", "text"}` lines.
+
+    Raises:
+        RequestError: 400 for a context that is not JSON, 413 for texts over the limit or too many lines, 422
+            for lines that are not `{"speaker", "text"}` or a `no_context` that is not true or false.
+    """
+    import json
+
     clip = form.files.get(CLIP)
-    return ClipRequest(form.texts.get(TEXT), clip.path if clip else None, clip.name if clip else None)
+    turns: list[ContextTurn] = []
+    if form.texts.get(CONTEXT, "").strip():
+        try:
+            raw = json.loads(form.texts[CONTEXT])
+        except (json.JSONDecodeError, RecursionError):
+            raise RequestError(400, 'the context field is not JSON: send [{"speaker": "...", "text": "..."}]') from None
+        if isinstance(raw, list) and len(raw) > limits.max_rows:
+            raise RequestError(413, limits.rows_over)
+        try:
+            turns = _TURNS.validate_python(raw)
+        except ValidationError as exc:
+            raise RequestError(422, f"the context field: {_first_error(exc)}") from None
+    flag = form.texts.get(NO_CONTEXT, "false").strip().lower()
+    if flag not in ("true", "false", "1", "0", ""):
+        raise RequestError(422, "no_context is true or false")
+    request = ClipRequest(form.texts.get(TEXT), clip.path if clip else None, clip.name if clip else None)
+    return with_context(request, turns, flag in ("true", "1"), limits)
+
+
+def with_context(request: ClipRequest, turns: list[ContextTurn], no_context: bool, limits: Limits) -> ClipRequest:
+    """`request` with its context lines, the text limit applying to its text and theirs together."""
+    request.context = [(turn.speaker, turn.text) for turn in turns]
+    request.no_context = no_context
+    texts = [request.text or ""] + [turn.text for turn in turns]
+    if sum(len(text.encode("utf-8")) for text in texts) > limits.text_bytes:
+        raise RequestError(413, limits.text_over if not turns else limits.texts_over)
+    return request
 
 
 async def read_urlencoded(stream: AsyncIterator[bytes], limits: Limits) -> ClipRequest:
@@ -169,7 +303,13 @@ async def read_urlencoded(stream: AsyncIterator[bytes], limits: Limits) -> ClipR
 
 
 async def read_json_body(
-    stream: AsyncIterator[bytes], folder: Path, targets: Mapping[str, Base64Target], *, limit: int, over: str
+    stream: AsyncIterator[bytes],
+    folder: Path,
+    targets: Mapping[str, Base64Target],
+    *,
+    limit: int,
+    over: str,
+    lists: Mapping[str, ListSpec] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Decoded]]:
     """Spool a JSON body to `folder` (at most `limit` bytes), then read it in a worker thread (`read_object`).
 
@@ -188,7 +328,7 @@ async def read_json_body(
 
         def parse() -> tuple[dict[str, Any], dict[str, Decoded]]:
             with open(spool, "rb") as body:
-                return read_object(body.read, targets, value_limit=JSON_VALUE_LIMIT)
+                return read_object(body.read, targets, value_limit=JSON_VALUE_LIMIT, lists=lists)
 
         return await asyncio.to_thread(parse)
     except RequestError:
@@ -209,13 +349,20 @@ def validated(model: type[BaseModel], fields: dict[str, Any]) -> Any:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        raise RequestError(422, f"JSON field {where}: {error['msg']}") from None
+        raise RequestError(422, f"JSON field {_first_error(exc)}") from None
 
 
-async def read_json(stream: AsyncIterator[bytes], folder: Path, limits: Limits, s3: S3Access) -> ClipRequest:
-    """Parse `{"text", "clip_b64" | "clip_s3", "clip_name"}`; the clip is decoded or fetched into `folder`.
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"
+
+
+async def read_json(
+    stream: AsyncIterator[bytes], folder: Path, limits: Limits, s3: S3Access
+) -> ClipRequest | DialogueRequest:
+    """Parse `{"text", "clip_b64" | "clip_s3", "clip_name", "context", "no_context"}` or `{"dialogue": [...]}`;
+    the clips are decoded or fetched into `folder`.
 
     Raises:
         RequestError: 400 for malformed JSON or base64 or an unreadable S3 object, 403 for an S3 object outside
@@ -223,24 +370,67 @@ async def read_json(stream: AsyncIterator[bytes], folder: Path, limits: Limits, 
     """
     over = f"the JSON body is over the server's limit for a {limits.describe()} clip"
     targets = json_targets(folder, limits.base64)
-    fields, decoded = await read_json_body(stream, folder, targets, limit=limits.json_bytes, over=over)
+    fields, decoded = await read_json_body(
+        stream, folder, targets, limit=limits.json_bytes, over=over, lists=limits.lists(folder)
+    )
     return await clip_from_json(fields, decoded, folder, limits, s3)
 
 
 async def clip_from_json(
     fields: dict[str, Any], decoded: dict[str, Decoded], folder: Path, limits: Limits, s3: S3Access
-) -> ClipRequest:
-    """The prediction a JSON object asks for (its base64 clip already in `decoded`)."""
+) -> ClipRequest | DialogueRequest:
+    """The prediction a JSON object asks for (its base64 clips already in `decoded`)."""
     request = validated(InvocationRequest, fields)
-    if request.text is not None and len(request.text.encode("utf-8")) > limits.text_bytes:
-        raise RequestError(413, limits.text_over)
+    if request.dialogue is not None:
+        if {TEXT, CLIP_B64, CLIP_S3, CLIP_NAME, CONTEXT} & fields.keys():
+            raise RequestError(400, "give a dialogue alone: its rows carry their texts and clips")
+        return await dialogue_from_json(request, decoded, folder, limits, s3)
     if request.clip_b64 is not None and request.clip_s3 is not None:
         raise RequestError(400, "give clip_b64 or clip_s3, not both")
+    clip = ClipRequest(request.text, None, None)
     if CLIP_B64 in decoded:
         name = upload_name(request.clip_name)
-        return ClipRequest(request.text, decoded[CLIP_B64].path.rename(clip_path(folder, name)), name)
-    if request.clip_s3 is not None:
+        clip = ClipRequest(request.text, decoded[CLIP_B64].path.rename(clip_path(folder, name)), name)
+    elif request.clip_s3 is not None:
         path = clip_path(folder, request.clip_s3)
         await s3.fetch_to(request.clip_s3, path, limits.clip_bytes, "clip_s3", limits.clip_over)
-        return ClipRequest(request.text, path, upload_name(request.clip_name) if request.clip_name else request.clip_s3)
-    return ClipRequest(request.text, None, None)
+        clip = ClipRequest(request.text, path, upload_name(request.clip_name) if request.clip_name else request.clip_s3)
+    return with_context(clip, request.context or [], request.no_context, limits)
+
+
+async def dialogue_from_json(
+    request: InvocationRequest, decoded: dict[str, Decoded], folder: Path, limits: Limits, s3: S3Access
+) -> DialogueRequest:
+    """The rows of a `dialogue` request, each clip in `folder/row-N.EXT` (decoded, or fetched from S3 within what
+    is left of the dialogue's total).
+
+    Raises:
+        RequestError: 400 for a row with both clip fields, 413 for the texts over the limit together, 422 for a
+            row without text; and whatever fetching refuses.
+    """
+    assert request.dialogue is not None
+    if sum(len(row.text.encode("utf-8")) for row in request.dialogue) > limits.text_bytes:
+        raise RequestError(413, limits.texts_over)
+    total = limits.dialogue_total
+    used = sum(item.size for item in decoded.values())
+    rows = []
+    for index, row in enumerate(request.dialogue):
+        where = f"dialogue row {index + 1}"
+        if not row.text.strip():
+            raise RequestError(422, f"{where} has no text: every row needs the utterance's text")
+        if row.clip_b64 is not None and row.clip_s3 is not None:
+            raise RequestError(400, f"{where}: give clip_b64 or clip_s3, not both")
+        clip, name = None, None
+        item = decoded.get(f"{DIALOGUE}.{index}.{CLIP_B64}")
+        if item is not None:
+            name = upload_name(row.clip_name)
+            clip = item.path.rename(upload_path(folder, f"row-{index}", name))
+        elif row.clip_s3 is not None:
+            clip = upload_path(folder, f"row-{index}", row.clip_s3)
+            left = total - used
+            over = limits.clip_over if limits.clip_bytes <= left else limits.dialogue_over
+            used += await s3.fetch_to(row.clip_s3, clip, min(limits.clip_bytes, left), "clip_s3", over)
+            name = upload_name(row.clip_name) if row.clip_name else row.clip_s3
+        dialogue = str(row.dialogue).strip() if row.dialogue is not None else ""
+        rows.append(DialogueRow(row.text.strip(), (row.speaker or "").strip() or None, dialogue, clip, name))
+    return DialogueRequest(rows, request.no_context)

@@ -63,7 +63,13 @@ def test_a_lone_request_is_not_held_for_the_batch_wait() -> None:
         assert await asyncio.wait_for(batcher.predict(None, "hi", name=None), 10) == "answer hi"
 
     model = GatedModel()
-    assert run_with(model, body).stats.to_json() == {"batches": 1, "requests": 1, "largest": 1, "sizes": {"1": 1}}
+    assert run_with(model, body).stats.to_json() == {
+        "batches": 1,
+        "requests": 1,
+        "largest": 1,
+        "sizes": {"1": 1},
+        "dialogues": 0,
+    }
 
 
 def test_requests_arriving_during_a_forward_share_the_next_batches() -> None:
@@ -80,7 +86,13 @@ def test_requests_arriving_during_a_forward_share_the_next_batches() -> None:
 
     batcher = run_with(model, body)
     assert model.batches == [["0"], ["1", "2", "3", "4"], ["5"]]  # max_batch is 4
-    assert batcher.stats.to_json() == {"batches": 3, "requests": 6, "largest": 4, "sizes": {"1": 2, "4": 1}}
+    assert batcher.stats.to_json() == {
+        "batches": 3,
+        "requests": 6,
+        "largest": 4,
+        "sizes": {"1": 2, "4": 1},
+        "dialogues": 0,
+    }
 
 
 def test_a_bad_input_fails_alone() -> None:

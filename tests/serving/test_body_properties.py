@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from meldctl.serving import jsonbody
 from meldctl.serving.forms import FieldSpec, FormSpec, RequestError, read_form, upload_name
-from meldctl.serving.jsonbody import Base64Target, BodyError, read_object
+from meldctl.serving.jsonbody import Base64Target, BodyError, ListSpec, read_object
+from meldctl.serving.s3access import S3Access
+from meldctl.serving.uploads import ClipRequest, DialogueRequest, Limits, read_json
 
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 KEYS = st.text(st.characters(codec="utf-8"), max_size=12)
@@ -107,6 +109,98 @@ def test_base64_is_decoded_exactly_as_b64decode_validates(data: str, chunk: int)
         else:
             assert expected is not None and (Path(tmp) / "decoded").read_bytes() == expected
             assert decoded["clip_b64"].size == len(expected)
+
+
+ROW_FIELDS = st.fixed_dictionaries(
+    {}, optional={"text": st.text(max_size=20), "speaker": st.none() | st.text(max_size=10), "dialogue": SCALARS}
+)
+
+
+def _read_rows(body: bytes, folder: Path, chunk: int, *, rows: int = 6, total: int = 2000) -> tuple[dict, dict]:
+    jsonbody.CHUNK = chunk
+    try:
+        target = Base64Target(folder / "row", 1000, "clip over")
+        lists = {"dialogue": ListSpec({"clip_b64": target}, rows, "too many rows", total, "clips over together")}
+        return read_object(io.BytesIO(body).read, {}, value_limit=10**6, lists=lists)
+    finally:
+        jsonbody.CHUNK = 1 << 20
+
+
+@PROPERTY
+@given(
+    rows=st.lists(st.tuples(ROW_FIELDS, st.none() | st.binary(max_size=300)), max_size=6),
+    others=st.dictionaries(KEYS.filter(lambda k: k != "dialogue"), VALUES, max_size=3),
+    indent=st.none() | st.integers(0, 2),
+    chunk=CHUNKS,
+)
+def test_dialogue_rows_round_trip(rows: list, others: dict, indent: int | None, chunk: int) -> None:
+    """A list of rows: each row's other fields as json.loads reads them, each row's base64 clip in a file of its
+    own (`row-I`), in any chunking."""
+    sent = [{**fields, **({"clip_b64": base64.b64encode(blob).decode()} if blob is not None else {})}
+            for fields, blob in rows]  # fmt: skip
+    text = json.dumps({**others, "dialogue": sent}, indent=indent)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        got, decoded = _read_rows(text.encode(), folder, chunk)
+        expected = [{**fields, **({"clip_b64": ""} if blob is not None else {})} for fields, blob in rows]
+        assert got == {**json.loads(text), "dialogue": expected}
+        clips = {f"dialogue.{i}.clip_b64": blob for i, (_, blob) in enumerate(rows) if blob is not None}
+        assert {key: item.path.read_bytes() for key, item in decoded.items()} == clips
+        assert {p.name for p in folder.rglob("*")} == {f"row-{i}" for i, (_, b) in enumerate(rows) if b is not None}
+
+
+@PROPERTY
+@given(sizes=st.lists(st.integers(0, 1000), min_size=1, max_size=9), chunk=CHUNKS)
+def test_dialogue_rows_and_clips_are_bounded(sizes: list[int], chunk: int) -> None:
+    """More than 6 rows, or clips over 2000 bytes together, are refused (413) as they arrive."""
+    body = json.dumps({"dialogue": [{"text": "hi", "clip_b64": base64.b64encode(b"x" * n).decode()} for n in sizes]})
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            _read_rows(body.encode(), Path(tmp), chunk)
+        except BodyError as exc:
+            assert exc.status == 413
+            too_many = len(sizes) > 6
+            over = next(i for i in range(len(sizes) + 1) if i == len(sizes) or sum(sizes[: i + 1]) > 2000)
+            expected = "too many rows" if too_many and over >= 6 else "clips over together"
+            assert exc.message == expected, (sizes, exc.message)
+        else:
+            assert len(sizes) <= 6 and sum(sizes) <= 2000
+
+
+REQUEST_VALUES = VALUES | st.lists(st.dictionaries(st.sampled_from(["text", "speaker", "dialogue", "clip_b64",
+                                                                    "clip_name", "x"]), VALUES, max_size=4),
+                                   max_size=4)  # fmt: skip
+
+
+@PROPERTY
+@given(
+    fields=st.fixed_dictionaries(
+        {}, optional={"text": VALUES, "context": REQUEST_VALUES, "no_context": VALUES, "dialogue": REQUEST_VALUES}
+    ),
+    chunk=CHUNKS,
+)
+def test_any_context_or_dialogue_fields_are_a_request_or_one_sentence(fields: dict, chunk: int) -> None:
+    """Whatever `context`, `no_context` and `dialogue` hold, the server's reader answers a request or a 4xx
+    sentence (never an exception a client would see as a 500), and writes nothing outside the folder."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        body = json.dumps(fields).encode()
+        for start in range(0, len(body), chunk):
+            yield body[start : start + chunk]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        try:
+            read = asyncio.run(read_json(stream(), folder, Limits(clip_bytes=4000, text_bytes=200), S3Access()))
+        except RequestError as exc:
+            assert 400 <= exc.status < 500 and "\n" not in exc.message
+        else:
+            assert isinstance(read, ClipRequest | DialogueRequest)
+            if isinstance(read, DialogueRequest):
+                assert read.rows and all(row.text for row in read.rows)
+            else:
+                assert sum(len(t.encode()) for _, t in read.context) + len((read.text or "").encode()) <= 200
+        assert all(p.parent == folder for p in folder.rglob("*"))
 
 
 SPEC = FormSpec(

@@ -121,8 +121,11 @@ BAD_REQUESTS: dict[str, tuple[Callable[[str, Path], requests.Response], int, str
     ),
     "unknown route": (lambda url, clip: requests.get(url + "/predictions", timeout=10), 404, "no route GET /predict"),
     "wrong method": (lambda url, clip: requests.get(url + "/predict", timeout=10), 405, "takes POST"),
-    "JSON to the form route": (lambda url, clip: requests.post(url + "/predict", json={"text": "hi"}, timeout=10),
-                               415, "multipart/form-data"),
+    "text/plain to /predict": (
+        lambda url, clip: requests.post(url + "/predict", data="hi", headers={"Content-Type": "text/plain"},
+                                        timeout=10),
+        415, "multipart/form-data",
+    ),
     "text/plain invocation": (
         lambda url, clip: requests.post(url + "/invocations", data="hi", headers={"Content-Type": "text/plain"},
                                         timeout=10),
@@ -216,10 +219,24 @@ def test_page_docs_and_schema_need_no_network(served: ServeProcess) -> None:
         assert not external.findall(page.text)  # every byte it needs is in the page
     schema = requests.get(served.url + "/openapi.json", timeout=10).json()
     form = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert set(form["properties"]) == {"clip", "text"}
+    assert set(form["properties"]) == {"clip", "text", "context", "no_context"}
     invocation = schema["paths"]["/invocations"]["post"]["requestBody"]["content"]
     clip_json, video_json = invocation["application/json"]["schema"]["oneOf"]
-    assert set(clip_json["properties"]) == {"text", "clip_b64", "clip_s3", "clip_name"}
+    assert set(clip_json["properties"]) == {
+        "text",
+        "clip_b64",
+        "clip_s3",
+        "clip_name",
+        "context",
+        "no_context",
+        "dialogue",
+    }
+    # Nested models are written in place: a `#/$defs/...` reference would point nowhere in /openapi.json.
+    row = clip_json["properties"]["dialogue"]["anyOf"][0]["items"]
+    assert set(row["properties"]) == {"text", "speaker", "dialogue", "clip_b64", "clip_s3", "clip_name"}
+    assert "$defs" not in json.dumps(schema)
+    predict_json = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert predict_json == clip_json
     assert {"video_s3", "video_b64", "video_path", "subtitles_text", "segment"} <= set(video_json["properties"])
     analyze = schema["paths"]["/analyze"]["post"]["requestBody"]["content"]
     assert set(analyze) == {"multipart/form-data", "application/json"}
