@@ -75,12 +75,28 @@ def multipart_body(fields: dict[str, str], files: dict[str, Path] | None = None)
     return f"multipart/form-data; boundary={boundary}", body + b"--" + boundary.encode() + b"--\r\n"
 
 
-def clip_form(clip: Path | None, text: str | None) -> tuple[str, bytes]:
-    """The multipart body of one clip and its text (either may be left out)."""
-    return multipart_body({TEXT: text} if text is not None else {}, {CLIP: clip} if clip is not None else None)
+Context = list[tuple[str | None, str]]
+"""Lines said before an utterance, oldest first: (speaker or None, text)."""
 
 
-def dialogue_json(rows: list[dict[str, str | None]], *, no_context: bool = False) -> tuple[str, bytes]:
+def context_json(context: Context) -> list[dict[str, str]]:
+    """Context lines as the `context` field's list of `{"speaker", "text"}`."""
+    return [{SPEAKER: speaker, TEXT: text} if speaker else {TEXT: text} for speaker, text in context]
+
+
+def clip_form(
+    clip: Path | None, text: str | None, *, context: Context | None = None, no_context: bool = False
+) -> tuple[str, bytes]:
+    """The multipart body of one clip and its text (either may be left out), after its context lines."""
+    fields = {TEXT: text} if text is not None else {}
+    if context:
+        fields[CONTEXT] = json.dumps(context_json(context))
+    if no_context:
+        fields[NO_CONTEXT] = "true"
+    return multipart_body(fields, {CLIP: clip} if clip is not None else None)
+
+
+def dialogue_json(rows: list[dict[str, object]], *, no_context: bool = False) -> tuple[str, bytes]:
     """The JSON body of a conversation: `rows` of `{"text", "speaker", "dialogue", "clip"}` where `clip` is a
     local file sent in base64 or an `s3://` URI the server fetches (None or absent: text only)."""
     out = []
@@ -90,8 +106,8 @@ def dialogue_json(rows: list[dict[str, str | None]], *, no_context: bool = False
         if clip is not None and str(clip).startswith("s3://"):
             item[CLIP_S3] = str(clip)
         elif clip is not None:
-            item[CLIP_B64] = base64.b64encode(Path(clip).read_bytes()).decode("ascii")
-            item[CLIP_NAME] = Path(clip).name
+            item[CLIP_B64] = base64.b64encode(Path(str(clip)).read_bytes()).decode("ascii")
+            item[CLIP_NAME] = Path(str(clip)).name
         out.append(item)
     payload: dict[str, object] = {DIALOGUE: out}
     if no_context:
@@ -99,9 +115,13 @@ def dialogue_json(rows: list[dict[str, str | None]], *, no_context: bool = False
     return JSON, json.dumps(payload).encode()
 
 
-def clip_s3_json(uri: str, text: str | None, name: str | None = None) -> tuple[str, bytes]:
+def clip_s3_json(
+    uri: str, text: str | None, name: str | None = None, *, context: Context | None = None, no_context: bool = False
+) -> tuple[str, bytes]:
     """The JSON body naming a clip in S3, which the server fetches."""
-    payload = {TEXT: text, CLIP_S3: uri, CLIP_NAME: name}
+    payload: dict[str, object] = {TEXT: text, CLIP_S3: uri, CLIP_NAME: name}
+    payload[CONTEXT] = context_json(context) if context else None
+    payload[NO_CONTEXT] = True if no_context else None
     return JSON, json.dumps({key: value for key, value in payload.items() if value is not None}).encode()
 
 

@@ -21,7 +21,12 @@ async def _stream(body: bytes):  # noqa: ANN202
 
 
 def test_the_servers_json_model_has_the_protocols_fields() -> None:
+    from meldctl.serving.uploads import ContextTurn, DialogueRowBody
+
     assert tuple(InvocationRequest.model_fields) == protocol.CLIP_JSON_FIELDS
+    assert tuple(ContextTurn.model_fields) == protocol.TURN_FIELDS
+    assert tuple(DialogueRowBody.model_fields) == protocol.ROW_FIELDS
+    assert tuple(LIMITS.form.fields) == protocol.FORM_FIELDS
 
 
 def test_a_clip_form_reads_back_on_the_server(tmp_path: Path) -> None:
@@ -85,3 +90,37 @@ def test_an_analyze_body_reads_back_on_the_server(tmp_path: Path) -> None:
     read = asyncio.run(video_from_json(fields, decoded, folder, limits, S3Access()))
     assert read.video.read_bytes() == video.read_bytes() and read.segment == "subtitles"
     assert read.subtitles is not None and read.subtitles.read_text() == subtitles
+
+
+def test_context_and_a_dialogue_read_back_on_the_server(tmp_path: Path) -> None:
+    from meldctl.serving.uploads import ClipRequest, DialogueRequest
+
+    def fetch(uri: str, path: Path, limit: int) -> int:
+        return path.write_bytes(b"clip")
+
+    context = [("Rachel", "I got the job!"), (None, "Really?")]
+    kind, body = protocol.clip_form(None, "Okay.", context=context, no_context=True)
+    form = asyncio.run(read_multipart(_stream(body), kind.split("boundary=")[1], tmp_path, LIMITS))
+    assert form == ClipRequest("Okay.", None, None, context, no_context=True)
+    _, body = protocol.clip_s3_json("s3://b/k/a.mp4", "Okay.", context=context)
+    read = asyncio.run(read_json(_stream(body), tmp_path, LIMITS, S3Access(("b/k",), fetch)))
+    assert isinstance(read, ClipRequest) and read.context == context and not read.no_context and read.clip
+    clip = tmp_path / "dia1.mp4"
+    clip.write_bytes(b"\x00clip")
+    rows: list[dict[str, object]] = [
+        {"text": "I got the job!", "speaker": "Rachel", "dialogue": "1", "clip": clip},
+        {"text": "Okay.", "speaker": "Ross", "dialogue": "1", "clip": "s3://b/k/r.mp4"},
+        {"text": "Hi."},
+    ]
+    kind, body = protocol.dialogue_json(rows, no_context=True)
+    assert kind == protocol.JSON
+    assert all(set(row) <= set(protocol.ROW_FIELDS) for row in json.loads(body)[protocol.DIALOGUE])
+    folder = tmp_path / "request"
+    folder.mkdir()
+    read = asyncio.run(read_json(_stream(body), folder, LIMITS, S3Access(("b/k",), fetch)))
+    assert isinstance(read, DialogueRequest) and read.no_context
+    assert [(r.text, r.speaker, r.dialogue, r.name) for r in read.rows] == [
+        ("I got the job!", "Rachel", "1", "dia1.mp4"), ("Okay.", "Ross", "1", "s3://b/k/r.mp4"), ("Hi.", None, "", None)
+    ]  # fmt: skip
+    assert read.rows[0].clip is not None and read.rows[0].clip.read_bytes() == b"\x00clip"
+    assert read.rows[1].clip is not None and read.rows[1].clip.read_bytes() == b"clip"
