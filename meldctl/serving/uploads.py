@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from meldctl.protocol import CLIP, CLIP_B64, CLIP_NAME, CLIP_S3, CONTEXT, DIALOGUE, MAX_ROWS, NO_CONTEXT, TEXT
+from meldctl.protocol import CLIP, CLIP_B64, CONTEXT, DIALOGUE, MAX_ROWS, NO_CONTEXT, TEXT
 from meldctl.serving.forms import (
     FORM_OVERHEAD,
     FieldSpec,
@@ -382,7 +382,8 @@ async def clip_from_json(
     """The prediction a JSON object asks for (its base64 clips already in `decoded`)."""
     request = validated(InvocationRequest, fields)
     if request.dialogue is not None:
-        if {TEXT, CLIP_B64, CLIP_S3, CLIP_NAME, CONTEXT} & fields.keys():
+        asked = (request.text, request.clip_b64, request.clip_s3, request.clip_name, request.context)
+        if any(value is not None for value in asked):
             raise RequestError(400, "give a dialogue alone: its rows carry their texts and clips")
         return await dialogue_from_json(request, decoded, folder, limits, s3)
     if request.clip_b64 is not None and request.clip_s3 is not None:
