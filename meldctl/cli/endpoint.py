@@ -88,6 +88,13 @@ def invoke(
         ),
     ] = None,  # fmt: skip
     text: Annotated[str | None, typer.Option(help="The utterance's text.")] = None,
+    context: Annotated[
+        list[str] | None,
+        typer.Option(help='What was said before, oldest first, as "Speaker: line" (repeatable), as predict takes it.'),
+    ] = None,
+    no_context: Annotated[
+        bool, typer.Option("--no-context", help="Classify the utterance alone, even with a context checkpoint.")
+    ] = False,
     analyze: Annotated[
         bool, typer.Option("--analyze", help="A whole video: its emotion timeline, written as meldctl analyze does.")
     ] = False,
@@ -110,8 +117,8 @@ def invoke(
     if clip is not None and not clip.is_file():
         raise typer.BadParameter(f"{clip} is not a file", param_hint="VIDEO" if analyze else "CLIP")
     if analyze:
-        if clip is None or text is not None:
-            raise typer.BadParameter("--analyze takes a VIDEO and no --text", param_hint="--analyze")
+        if clip is None or text is not None or context or no_context:
+            raise typer.BadParameter("--analyze takes a VIDEO and no --text or --context", param_hint="--analyze")
         if subtitles is not None and segment in (Segment.asr, Segment.vad):
             raise typer.BadParameter(f"--subtitles cannot be used with --segment {segment.value}")
         from meldctl.cli.endpoint_analyze import invoke_analyze
@@ -125,13 +132,25 @@ def invoke(
         raise typer.BadParameter("give a clip, --text, or both")
     remote = resolve_settings(remote={"bucket": bucket, "region": region}).remote
     boto = aws.session(remote.region)
-    answer = invoke_endpoint(boto, name, clip, text, bucket=remote.bucket, prefix=remote.prefix)
+    turns = _turns(context or [])
+    answer = invoke_endpoint(
+        boto, name, clip, text, bucket=remote.bucket, prefix=remote.prefix, context=turns, no_context=no_context
+    )
     if as_json:
         print_json(answer)
         return
     console.print(_prediction_table(name, answer))
     for warning in answer.get("warnings", []):
         console.print(f"[yellow]Warning:[/] {escape(str(warning))}", soft_wrap=True)
+
+
+def _turns(lines: list[str]) -> list[tuple[str | None, str]]:
+    """`--context` lines as (speaker, text), read as `meldctl predict --context` reads them."""
+    if not lines:
+        return []
+    from meldctl.inference import Turn
+
+    return [(turn.speaker, turn.text) for turn in map(Turn.parse, lines)]
 
 
 @app.command("list")

@@ -52,23 +52,26 @@ def invoke(
     poll_s: float = 5.0,
     timeout_s: float = 900.0,
     on_wait: OnWait | None = None,
+    context: protocol.Context | None = None,
+    no_context: bool = False,
 ) -> dict[str, Any]:
     """One prediction from an endpoint: InvokeEndpoint, or for an async endpoint upload, invoke and poll.
 
-    A clip over the real-time limit goes to S3 first and the request names it (`clip_s3`).
+    A clip over the real-time limit goes to S3 first and the request names it (`clip_s3`). `context` (what was
+    said before, oldest first) and `no_context` travel with it, as `meldctl predict --context` gives them.
 
     Raises:
         RemoteError: no such endpoint, not in service, the container refused the request, or no answer in time.
     """
     target = find_target(boto, name, bucket=bucket, prefix=prefix)
-    kind, body = protocol.clip_form(clip, text)
+    kind, body = protocol.clip_form(clip, text, context=context, no_context=no_context)
     if target.async_output:
         return _invoke_async(boto, target, kind, body, poll_s=poll_s, timeout_s=timeout_s, on_wait=on_wait)
     if len(body) > REALTIME_LIMIT:
         if clip is None:
             raise RemoteError(f"the text is over the {REALTIME_LIMIT // 2**20} MB a real-time endpoint accepts")
         uri = _upload_input(boto, target, clip, "the clip")
-        kind, body = protocol.clip_s3_json(uri, text, clip.name)
+        kind, body = protocol.clip_s3_json(uri, text, clip.name, context=context, no_context=no_context)
     return _invoke_realtime(boto, name, kind, body)
 
 

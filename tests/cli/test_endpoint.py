@@ -292,6 +292,7 @@ def test_invoke_analyze_on_an_async_endpoint_goes_through_s3(
     [
         (["--analyze"], "--analyze takes a VIDEO"),
         (["VIDEO", "--analyze", "--text", "hi"], "--analyze takes a VIDEO"),
+        (["VIDEO", "--analyze", "--context", "Rachel: hi"], "no --text or --context"),
         (["VIDEO", "--out", "o"], "go with --analyze"),
         (["VIDEO", "--analyze", "--subtitles", "s.srt", "--segment", "vad"], "--subtitles cannot be used"),
     ],

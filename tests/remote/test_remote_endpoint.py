@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tarfile
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from meldctl.remote import endpoint_invoke
 from meldctl.remote import endpoint_lifecycle as lifecycle
 from meldctl.remote import endpoint_spec as spec_
 from meldctl.remote.aws import explain_client_error, session
+from meldctl.serving.uploads import Limits, read_multipart
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/meldctl:0.1.0"
 ANSWER = {"clip": "dia3_utt5.mp4", "text": "Hi", "emotion": {"neutral": 0.6, "joy": 0.4},
@@ -124,7 +127,11 @@ def checkpoint(tmp_path: Path) -> Path:
     return path
 
 
-def test_deploy_invoke_list_delete(aws_env: str, checkpoint: Path, moto_server) -> None:  # noqa: ANN001, F811
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def test_deploy_invoke_list_delete(aws_env: str, checkpoint: Path, moto_server, tmp_path: Path) -> None:  # noqa: ANN001, F811
     boto, statuses = session(), []
     spec = plan(checkpoint, bucket=aws_env)
     done = lifecycle.deploy(boto, spec, poll_s=0, on_status=lambda status, elapsed: statuses.append(status))
@@ -151,6 +158,17 @@ def test_deploy_invoke_list_delete(aws_env: str, checkpoint: Path, moto_server) 
     clip = checkpoint.parent / "dia3_utt5.mp4"
     clip.write_bytes(b"video")
     assert endpoint_invoke.invoke(boto, "meld-e1", clip, "Hi", bucket=None, prefix="meldctl") == ANSWER
+    sent: list[tuple[str, bytes]] = []  # the request as it leaves botocore, read back by the server's own reader
+    boto.events.register(
+        "before-send.sagemaker-runtime.InvokeEndpoint",
+        lambda request, **_: sent.append((request.headers["Content-Type"], request.body)),
+    )
+    context = [("Rachel", "I got the job!"), (None, "Really?")]
+    endpoint_invoke.invoke(boto, "meld-e1", clip, "Okay.", bucket=None, prefix="meldctl", context=context)
+    [(kind, body)] = sent
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    read = asyncio.run(read_multipart(_chunks(body), kind.split("boundary=")[1], tmp_path, Limits(clip_bytes=2**20)))
+    assert (read.text, read.context, read.no_context, read.name) == ("Okay.", context, False, "dia3_utt5.mp4")
 
     removed = lifecycle.delete_endpoint(client, "meld-e1")
     assert removed == ["endpoint meld-e1", f"endpoint config {spec.config_name}", f"model {spec.model_name}"]
