@@ -107,3 +107,15 @@ def test_jsonl_rows_round_trip(tmp_path: Path, rows: list[dict]) -> None:
     lines = read_dialogue_file(path)
     assert [line.text for line in lines] == [r["text"].strip() for r in rows]
     assert [line.speaker for line in lines] == [(r.get("speaker") or "").strip() or None for r in rows]
+
+
+def test_eval_no_context_is_the_ablation_from_one_checkpoint(dialogue_models: dict, tmp_path: Path) -> None:
+    base = ["eval", str(dialogue_models["context"]), "--data-dir", str(dialogue_models["data"]), "--json"]
+    with_context = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    alone = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--no-context"])
+    assert with_context.exit_code == 0 and alone.exit_code == 0, with_context.output + alone.output
+    a, b = json.loads(with_context.stdout), json.loads(alone.stdout)
+    assert a["context"]["used"] and not b["context"]["used"]
+    assert a["emotion"]["accuracy"] > b["emotion"]["accuracy"] + 0.15
+    table = runner.invoke(app, [*base[:-1], "--out", str(tmp_path / "c"), "--no-context"])
+    assert "without context (--no-context)" in " ".join(table.output.split())  # the title may wrap

@@ -178,7 +178,11 @@ def test_a_signal_saves_last_and_says_how_to_resume(
     load_checkpoint(run / "best.pt")
 
 
-def test_torchrun_two_processes_on_cpu(fast_sample: Path, tiny_bert: Path, tmp_path: Path) -> None:
+CONTEXT = ["--context-past", "2", "--context-future", "1"]
+
+
+@pytest.mark.parametrize("context", [[], CONTEXT], ids=["alone", "context"])
+def test_torchrun_two_processes_on_cpu(fast_sample: Path, tiny_bert: Path, tmp_path: Path, context: list[str]) -> None:
     run = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -197,24 +201,28 @@ def test_torchrun_two_processes_on_cpu(fast_sample: Path, tiny_bert: Path, tmp_p
         "--device",
         "cpu",
         "--json",
+        *context,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout)  # one document: only rank 0 reports
     assert summary["epochs_run"] == 2
-    assert load_checkpoint(run / "best.pt").model.config.modalities == ("text", "audio")
+    config = load_checkpoint(run / "best.pt").model.config
+    assert config.modalities == ("text", "audio")
+    assert (config.context_past, config.context_future) == ((2, 1) if context else (0, 0))
     assert out.stderr.count("[meldctl] epoch=1") == 1, "only rank 0 logs epochs"
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 1
 
 
+@pytest.mark.parametrize("context", [[], CONTEXT], ids=["alone", "context"])
 def test_resume_from_anywhere_takes_the_runs_settings_and_ends_like_an_uninterrupted_run(
-    fast_sample: Path, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fast_sample: Path, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, context: list[str]
 ) -> None:
     """Stopped after epoch 2 of 4, `meldctl train --resume RUN` alone, from another folder, finishes the run with
     its own settings (data folder, epochs, model) and ends with the weights of 4 uninterrupted epochs."""
     import torch
 
-    flags = ["--modalities", "text", "--epochs", "4", "--seed", "3"]
+    flags = ["--modalities", "text", "--epochs", "4", "--seed", "3", *context]
     whole = runner.invoke(app, [*_args(fast_sample, tiny_bert, tmp_path / "whole"), *flags, "--json"])
     assert whole.exit_code == 0, whole.output
     from meldctl.training import trainer
