@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -293,11 +293,68 @@ class Predictor:
             return []
         start = time.perf_counter()
         fused = torch.cat([self.represent(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+        share = (time.perf_counter() - start) / len(inputs)
+        timed = [replace(p, seconds=p.seconds + share) for p in inputs]
+        return self.classify_conversation(timed, fused, speakers, context=context, future=future, chunk=batch_size)
+
+    @torch.no_grad()
+    def classify_conversation(
+        self,
+        inputs: Sequence[PreparedInput],
+        fused: torch.Tensor,
+        speakers: Sequence[str | None],
+        *,
+        context: bool = True,
+        future: int | None = None,
+        chunk: int = 256,
+    ) -> list[Prediction]:
+        """Predictions for a whole conversation from its fused vectors (`represent`'s, concatenated in order).
+
+        The context layer runs `chunk` utterances at a time, each chunk with the neighbours its window reaches,
+        so memory stays flat in the conversation's length and every utterance sees exactly its window.
+
+        Args:
+            inputs: The utterances in the order they were said; only their names, texts, warnings and times are
+                read, so a caller may drop their `sample` once it has the fused vectors.
+            fused: `[N, F]`, row i for `inputs[i]`.
+            speakers: Who said each (None where unknown); only equality between names matters.
+            context: False scores every utterance alone (the `--no-context` ablation).
+            future: See at most this many later utterances (0 for `--causal`); None: the trained window.
+            chunk: Utterances per forward of the context layer.
+
+        Raises:
+            MeldError: the model produced NaN or infinite values (a damaged checkpoint).
+        """
+        if not inputs:
+            return []
+        start = time.perf_counter()
+        fused = fused.to(self.device)
         if not (context and self.uses_context):
             logits = self.model.classify(fused, {})
         else:
-            logits = self._in_context(fused, speakers, future, batch_size)
-        return self._answers(inputs, logits, time.perf_counter() - start)
+            logits = self._in_context(fused, speakers, future, max(1, chunk))
+        return self._answers(list(inputs), logits, time.perf_counter() - start)
+
+    def context_window(
+        self, *, context: bool = True, future: int | None = None, speakers: bool = True
+    ) -> dict[str, Any]:
+        """The dialogue context a classification uses: how many utterances before and after each one it sees,
+        whether speakers enter, whether any context is used; zeros and False when none is.
+
+        Args:
+            context: As in `classify_conversation`.
+            future: As in `classify_conversation`.
+            speakers: Whether the utterances name their speakers at all.
+        """
+        config = self.model.config
+        used = context and self.uses_context
+        ahead = config.context_future if future is None else max(0, min(future, config.context_future))
+        return {
+            "past": config.context_past if used else 0,
+            "future": ahead if used else 0,
+            "speakers": used and speakers and config.context_speakers,
+            "used": used,
+        }
 
     def _in_context(
         self, fused: torch.Tensor, speakers: Sequence[str | None], future: int | None, chunk: int

@@ -37,17 +37,27 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def dialogue_models(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str, Path]:
+def dialogue_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The synthetic dialogue set (`tests/dialogues.py`) and two text models trained on it, once per session:
-    `context` sees the line before (context_past 1), `alone` does not."""
+    `context` sees the line before (context_past 1), `alone` does not; `text_model` is their tiny BERT.
+
+    That BERT is built from a fixed seed: the session's `tiny_bert` is random weights drawn wherever the global
+    generator stands when it is first asked for, and how well the frozen features separate the cue words (and so
+    whether the replies are learned) varied with the order the tests ran in.
+    """
+    import torch
     from dialogues import train_dialogue_model, write_dialogue_data
 
     root = tmp_path_factory.mktemp("dialogues")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        bert = make_tiny_bert(root / "tiny-bert")
     data_dir = write_dialogue_data(root / "data")
     return {
         "data": data_dir,
-        "context": train_dialogue_model(data_dir, tiny_bert, root / "with", past=1),
-        "alone": train_dialogue_model(data_dir, tiny_bert, root / "without", past=0),
+        "text_model": bert,
+        "context": train_dialogue_model(data_dir, bert, root / "with", past=1),
+        "alone": train_dialogue_model(data_dir, bert, root / "without", past=0),
     }
 
 

@@ -3,6 +3,11 @@
 Segmentation first (subtitles, speech recognition or voice activity), then one streaming pass over the
 video (`meldctl.media.stream`) whose frames and audio go through `Predictor.prepare_media` and batched
 `Predictor.run`. Decoding and preprocessing run in a background thread, one batch ahead of the model.
+
+With a checkpoint trained with dialogue context, the video's utterances are one conversation in time order:
+the stream's batched forwards stop at each utterance's fused vector (`Predictor.represent`, a few hundred
+numbers, kept; the decoded media are not), and once the stream ends `Predictor.classify_conversation` sees
+each utterance with its neighbours and their speakers. Memory stays flat in the video's length either way.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,6 +31,9 @@ if TYPE_CHECKING:
     from meldctl.inference import Prediction, Predictor, PreparedInput
 
 METHODS = ("auto", "subtitles", "asr", "vad")
+CONTEXTS = ("full", "causal", "none")
+"""Dialogue context in `analyze`: the checkpoint's whole window (past and, when trained with it, future
+utterances), past only (`--causal`), or none (`--no-context`, every utterance alone)."""
 
 Progress = Callable[[str, float, float], None]
 """Called with (stage, done, total): "segment" in seconds of audio, "classify" in utterances."""
@@ -85,9 +94,10 @@ def analyze(
     subtitles: Path | None = None,
     asr_model: str | None = None,
     batch_size: int = 8,
+    context: str = "full",
     progress: Progress | None = None,
 ) -> Timeline:
-    """Cut `video` into utterances and classify each one.
+    """Cut `video` into utterances and classify each one, as one conversation when the checkpoint has context.
 
     Args:
         video: Any file FFmpeg reads with a video or an audio stream.
@@ -97,6 +107,7 @@ def analyze(
         subtitles: A subtitle file (default: one beside the video with the same name).
         asr_model: faster-whisper model name or folder for ASR (default: the bundled tiny.en).
         batch_size: Utterances per forward.
+        context: "full", "causal" or "none" (see `CONTEXTS`); a checkpoint without context ignores it.
         progress: Called as the work advances.
 
     Raises:
@@ -106,6 +117,8 @@ def analyze(
 
     from meldctl.inference import Predictor
 
+    if context not in CONTEXTS:
+        raise ValueError(f"unknown context {context!r}; expected one of {CONTEXTS}")
     started = time.perf_counter()
     info = probe_video(video)
     if subtitles is None and segment in ("auto", "subtitles"):
@@ -124,7 +137,9 @@ def analyze(
     )
     warnings = list(segmentation.warnings) + _stream_warnings(info, predictor.kinds)
     classify_start = time.perf_counter()
-    predictions = classify(predictor, info, segmentation.utterances, batch_size=batch_size, progress=progress)
+    utterances = segmentation.utterances
+    predictions = classify(predictor, info, utterances, batch_size=batch_size, context=context, progress=progress)
+    named = any(u.speaker is not None for u in utterances)
     now = time.perf_counter()
     return Timeline(
         video=str(video),
@@ -134,6 +149,7 @@ def analyze(
         utterances=segmentation.utterances,
         predictions=predictions,
         warnings=warnings,
+        context=predictor.context_window(context=context != "none", future=_future(context), speakers=named),
         seconds={
             "segmentation": round(segmentation.seconds, 3),
             "classification": round(now - classify_start, 3),
@@ -150,15 +166,25 @@ def _stream_warnings(info: VideoInfo, kinds: list[FeatureKind]) -> list[str]:
     ]
 
 
+def _future(context: str) -> int | None:
+    """The later utterances each one may see: none for "causal", else the checkpoint's window."""
+    return 0 if context == "causal" else None
+
+
 def classify(
     predictor: Predictor,
     info: VideoInfo,
     utterances: list[Utterance],
     *,
     batch_size: int = 8,
+    context: str = "full",
     progress: Progress | None = None,
 ) -> list[Prediction]:
     """One prediction per utterance, in order, from one streaming pass over the video.
+
+    Without dialogue context (the checkpoint has none, or `context` is "none") each batch is classified as it
+    is decoded. With it, each batch is only encoded (`Predictor.represent`): its fused vectors are kept, its
+    decoded media dropped, and the whole conversation is classified once the stream ends.
 
     Raises:
         MeldError: the media cannot be decoded, or a span lacks every modality of the checkpoint.
@@ -177,21 +203,55 @@ def classify(
         max_audio_s=predictor.preprocess.audio_seconds,
     )
     prepared = (_prepare(predictor, utterances[item.index], item) for item in media)
-    predictions: list[Prediction] = []
+    conversation = _Conversation(predictor) if context != "none" and predictor.uses_context else None
+    # Each batch's answers as it is decoded; with context, its encoded utterances, answered after the stream.
+    step = predictor.run if conversation is None else conversation.add
+    done: list = []
     batch: list[PreparedInput] = []
     if progress is not None:
         progress("classify", 0, len(utterances))
     for item in _background(prepared, depth=2 * batch_size):
         batch.append(item)
         if len(batch) == batch_size:
-            predictions += predictor.run(batch)
+            done += step(batch)
             batch = []
             if progress is not None:
-                progress("classify", len(predictions), len(utterances))
-    predictions += predictor.run(batch)
+                progress("classify", len(done), len(utterances))
+    done += step(batch)
+    if conversation is not None:
+        speakers = [u.speaker for u in utterances]
+        done = conversation.classify(speakers, future=_future(context), chunk=max(batch_size, 256))
     if progress is not None:
-        progress("classify", len(predictions), len(utterances))
-    return predictions
+        progress("classify", len(done), len(utterances))
+    return done
+
+
+class _Conversation:
+    """The fused vectors of a video's utterances, gathered batch by batch, then classified in their context."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.inputs: list[PreparedInput] = []
+        self.fused: list = []  # [B, F] tensors, one per batch
+
+    def add(self, batch: list[PreparedInput]) -> list[PreparedInput]:
+        """Encode `batch` and keep what classifying needs: its vectors, names, texts, warnings and times."""
+        if not batch:
+            return []
+        start = time.perf_counter()
+        self.fused.append(self.predictor.represent(batch))
+        share = (time.perf_counter() - start) / len(batch)
+        light = [replace(p, sample={}, seconds=p.seconds + share) for p in batch]
+        self.inputs += light
+        return light
+
+    def classify(self, speakers: list[str | None], *, future: int | None, chunk: int) -> list[Prediction]:
+        import torch
+
+        if not self.inputs:
+            return []
+        fused = torch.cat(self.fused)  # [N, F]
+        return self.predictor.classify_conversation(self.inputs, fused, speakers, future=future, chunk=chunk)
 
 
 def _prepare(predictor: Predictor, utterance: Utterance, media: UtteranceMedia) -> PreparedInput:

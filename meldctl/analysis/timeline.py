@@ -29,6 +29,8 @@ class Timeline:
         utterances: Sorted by start.
         predictions: One per utterance, same order.
         warnings: About the whole video (skipped cues, a missing stream).
+        context: The dialogue context the classification used (`Predictor.context_window`): `past` and
+            `future` utterances each one saw, whether `speakers` entered, whether any context was `used`.
         seconds: Time spent: segmentation, classification, total.
     """
 
@@ -39,6 +41,7 @@ class Timeline:
     utterances: list[Utterance]
     predictions: list[Prediction]
     warnings: list[str] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=lambda: {"past": 0, "future": 0, "speakers": False, "used": False})
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -122,6 +125,7 @@ def to_json(timeline: Timeline) -> dict[str, Any]:
         "checkpoint": timeline.model["checkpoint"],
         "modalities": timeline.model["modalities"],
         "labels": timeline.model["labels"],
+        "context": timeline.context,
         "summary": [vars(share) for share in summary(timeline)],
         "speakers": [
             {

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from meldctl.cli.analyze_folder import AnalyzeOptions, analyze_folder
+from meldctl.cli.analyze_folder import AnalyzeOptions, analyze_folder, context_warnings
 from meldctl.cli.common import console, print_json, resolve_checkpoint, resolve_settings
 
 
@@ -39,6 +39,17 @@ _Bucket = Annotated[str | None, typer.Option(help="For code, manifests, checkpoi
 _Region = Annotated[str | None, typer.Option(help="AWS region.", rich_help_panel=_REMOTE)]
 _DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the request; send nothing.", rich_help_panel=_REMOTE)]
 _Wait = Annotated[bool, typer.Option(help="Follow the job to its end.", rich_help_panel=_REMOTE)]
+_Causal = Annotated[
+    bool,
+    typer.Option(
+        "--causal",
+        help="Dialogue context from earlier utterances only (as if live), even when the checkpoint was trained to "
+        "read later ones too.",
+    ),
+]
+_NoContext = Annotated[
+    bool, typer.Option("--no-context", help="Classify every utterance alone, even with a context checkpoint.")
+]
 
 
 def analyze(
@@ -79,6 +90,8 @@ def analyze(
     by_speaker: Annotated[
         bool, typer.Option(help="One panel per speaker in timeline.png (speaker names from the subtitles).")
     ] = False,
+    causal: _Causal = False,
+    no_context: _NoContext = False,
     remote: _Remote = False,
     image: _Image = None,
     instance_type: _InstanceType = None,
@@ -92,22 +105,25 @@ def analyze(
     """Cut a whole video into utterances and classify each: an emotion timeline (timeline.json, .csv, .srt, .png).
 
     Example: meldctl analyze episode.mp4 --ckpt runs/best/best.pt (uses episode.srt when it is there).
+    A checkpoint trained with dialogue context reads each utterance in the video's conversation, with the
+    speakers the subtitles name (--causal: earlier utterances only; --no-context: none).
     A folder: every video in it, OUT/<video without extension>/timeline.*, skipping those done.
     Many videos on SageMaker: meldctl analyze s3://BUCKET/EPISODES/ --remote --out s3://BUCKET/TIMELINES/
     """
+    context = _context(causal, no_context)
     if remote or dry_run:
         from meldctl.cli.analyze_remote import analyze_remote
 
         overrides = {"image": image, "instance_type": instance_type, "instance_count": instance_count, "role": role,
                      "bucket": bucket, "region": region, "wait": None if wait else False}  # fmt: skip
         analyze_remote(video, out, ckpt, resolve_settings(remote=overrides).remote, segment=segment.value,
-                       dry_run=dry_run, as_json=as_json)  # fmt: skip
+                       dry_run=dry_run, as_json=as_json, context=context)  # fmt: skip
         return
     if subtitles is not None and segment in (Segment.asr, Segment.vad):
         raise typer.BadParameter(f"--subtitles cannot be used with --segment {segment.value}", param_hint="--subtitles")
     from meldctl.analysis.outputs import check_output_folder
 
-    options = AnalyzeOptions(subtitles, segment.value, asr_model, device, batch_size, as_json, by_speaker)
+    options = AnalyzeOptions(subtitles, segment.value, asr_model, device, batch_size, as_json, by_speaker, context)
     source = Path(video)
     out_dir = Path(out) if out else default_out_dir(source)
     check_output_folder(out_dir)  # before a model load and a whole analysis, not after
@@ -115,6 +131,13 @@ def analyze(
         analyze_folder(source, out_dir, Path(ckpt) if ckpt else None, options)
         return
     _analyze_file(source, out_dir, Path(ckpt) if ckpt else None, options)
+
+
+def _context(causal: bool, no_context: bool) -> str:
+    """The dialogue context the flags ask for (`meldctl.analysis.pipeline.CONTEXTS`)."""
+    if causal and no_context:
+        raise typer.BadParameter("--causal and --no-context exclude each other", param_hint="--causal")
+    return "none" if no_context else "causal" if causal else "full"
 
 
 def _analyze_file(video: Path, out_dir: Path, ckpt: Path | None, options: AnalyzeOptions) -> None:
@@ -135,11 +158,12 @@ def _analyze_file(video: Path, out_dir: Path, ckpt: Path | None, options: Analyz
             subtitles=options.subtitles,
             asr_model=options.asr_model,
             batch_size=options.batch_size,
+            context=options.context,
             progress=progress,
         )
     files = write_outputs(timeline, out_dir, by_speaker=options.by_speaker)
     console.print(f"[dim]checkpoint: {escape(str(path))} ({origin})[/]", soft_wrap=True)
-    warnings = list(timeline.warnings)
+    warnings = list(timeline.warnings) + context_warnings(options.context, timeline.context["used"])
     if options.by_speaker and not speakers(timeline):
         warnings.append("the subtitles name no speaker: timeline.png shows the whole video, not one panel each")
     for warning in warnings:

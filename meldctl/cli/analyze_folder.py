@@ -29,6 +29,7 @@ class AnalyzeOptions:
         batch_size: Utterances per forward.
         as_json: JSON on stdout.
         by_speaker: One panel per speaker in timeline.png.
+        context: Dialogue context: "full" (the checkpoint's window), "causal" (past only) or "none".
     """
 
     subtitles: Path | None
@@ -38,6 +39,14 @@ class AnalyzeOptions:
     batch_size: int
     as_json: bool
     by_speaker: bool = False
+    context: str = "full"
+
+
+def context_warnings(requested: str, uses_context: bool) -> list[str]:
+    """What to tell the user when --causal asks for a dialogue context that the checkpoint does not have."""
+    if requested == "causal" and not uses_context:
+        return ["this checkpoint was trained without dialogue context: --causal changes nothing"]
+    return []
 
 
 def analyze_folder(folder: Path, out: Path, ckpt: Path | None, options: AnalyzeOptions) -> None:
@@ -64,11 +73,15 @@ def analyze_folder(folder: Path, out: Path, ckpt: Path | None, options: AnalyzeO
 
         def load() -> Predictor:
             console.print(f"[dim]checkpoint: {escape(str(checkpoint))} ({origin})[/]", soft_wrap=True)
-            return Predictor.from_path(checkpoint, settings.train.device)
+            predictor = Predictor.from_path(checkpoint, settings.train.device)
+            for warning in context_warnings(options.context, predictor.uses_context):
+                console.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
+            return predictor
 
         outcomes = analyze_share(
             folder, out, load, subtitles_dir=options.subtitles, segment=options.segment, asr_model=options.asr_model,
-            batch_size=options.batch_size, by_speaker=options.by_speaker, instance=instance, on_outcome=_line,
+            batch_size=options.batch_size, by_speaker=options.by_speaker, context=options.context, instance=instance,
+            on_outcome=_line,
         )  # fmt: skip
     report = report_path(out, instance)
     if options.as_json:

@@ -16,7 +16,7 @@ from meldctl.settings import RemoteSettings
 
 def analyze_remote(
     source: str, out: str | None, ckpt: str | None, remote: RemoteSettings, *, segment: str, dry_run: bool,
-    as_json: bool,
+    as_json: bool, context: str = "full",
 ) -> None:  # fmt: skip
     """Plan the job (print it with `dry_run`), else submit it and, with `remote.wait`, follow it to the end.
 
@@ -26,6 +26,7 @@ def analyze_remote(
         ckpt: A local checkpoint, an `s3://.../model.tar.gz` or a training job's name (default: as `analyze`).
         remote: The remote settings with the flags on top.
         segment: auto, subtitles, asr or vad.
+        context: Dialogue context: full, causal (--causal) or none (--no-context).
         dry_run: Print the CreateProcessingJob request; nothing is sent, no credentials needed.
         as_json: JSON on stdout.
     """
@@ -39,7 +40,9 @@ def analyze_remote(
     if not out:
         raise typer.BadParameter("--remote needs --out s3://BUCKET/PREFIX/ for the timelines", param_hint="--out")
     checkpoint = ckpt if ckpt is not None else str(resolve_checkpoint(None)[0])
-    spec = processing.plan_spec(source, out, checkpoint, remote, segment=segment, need_credentials=not dry_run)
+    spec = processing.plan_spec(
+        source, out, checkpoint, remote, segment=segment, context=context, need_credentials=not dry_run
+    )
     if dry_run:
         plan = processing.plan_offline(spec)
         _render_plan(plan, dry_run=True)

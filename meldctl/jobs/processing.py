@@ -134,6 +134,7 @@ def analyze_share(
     asr_model: str | None = None,
     batch_size: int = 8,
     by_speaker: bool = False,
+    context: str = "full",
     instance: Instance | None = None,
     on_outcome: Callable[[VideoOutcome, int, int], None] | None = None,
     progress: Progress | None = None,
@@ -154,6 +155,7 @@ def analyze_share(
         asr_model: faster-whisper model for ASR (default: the bundled tiny.en).
         batch_size: Utterances per forward.
         by_speaker: One panel per speaker in each timeline.png.
+        context: Dialogue context: "full", "causal" or "none" (`meldctl.analysis.pipeline.CONTEXTS`).
         instance: Names the report (default: `this_instance()`).
         on_outcome: Called after each video with its outcome, its 1-based position and the number of videos.
         progress: The analysis progress of the video in hand.
@@ -178,7 +180,7 @@ def analyze_share(
             outcome = _analyze_one(
                 videos_dir / video, video, folder, predictor,
                 subtitles=(subtitles_dir or videos_dir) / video, segment=segment, asr_model=asr_model,
-                batch_size=batch_size, by_speaker=by_speaker, progress=progress,
+                batch_size=batch_size, by_speaker=by_speaker, context=context, progress=progress,
             )  # fmt: skip
         claimed.setdefault(folder, video)
         outcomes.append(outcome)
@@ -201,13 +203,14 @@ def _analyze_one(
     asr_model: str | None,
     batch_size: int,
     by_speaker: bool,
+    context: str,
     progress: Progress | None,
 ) -> VideoOutcome:
     try:
         found = find_subtitles(subtitles) if segment in ("auto", "subtitles") else None
         timeline = analyze(
             path, predictor, segment=segment, subtitles=found, asr_model=asr_model, batch_size=batch_size,
-            progress=progress,
+            context=context, progress=progress,
         )  # fmt: skip
         write_outputs(timeline, folder, by_speaker=by_speaker)
     except MeldError as exc:

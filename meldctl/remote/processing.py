@@ -90,6 +90,7 @@ class AnalysisSpec:
     segment: str
     requirements: list[str] | None
     volume_gb: int = MIN_VOLUME_GB
+    context: str = "full"  # dialogue context: full, causal (--causal) or none (--no-context)
 
     @property
     def local_checkpoint(self) -> Path | None:
@@ -146,7 +147,14 @@ def new_job_name() -> str:
 
 
 def build_spec(
-    source: str, out: str, checkpoint: str, remote: RemoteSettings, *, region: str, segment: str = "auto"
+    source: str,
+    out: str,
+    checkpoint: str,
+    remote: RemoteSettings,
+    *,
+    region: str,
+    segment: str = "auto",
+    context: str = "full",
 ) -> AnalysisSpec:
     """The job's spec from the options; no AWS call.
 
@@ -181,17 +189,25 @@ def build_spec(
         # A meldctl image holds its requirements; the AWS image gets them, speech recognition's too unless only
         # subtitles are used.
         requirements=None if remote.image else job_requirements("", extras=() if segment == "subtitles" else ("asr",)),
+        context=context,
     )
 
 
 @aws.aws_boundary("planning the analysis job", resource="processing job")
 def plan_spec(
-    source: str, out: str, checkpoint: str, remote: RemoteSettings, *, segment: str, need_credentials: bool = True
+    source: str,
+    out: str,
+    checkpoint: str,
+    remote: RemoteSettings,
+    *,
+    segment: str,
+    context: str = "full",
+    need_credentials: bool = True,
 ) -> AnalysisSpec:
     """`build_spec` in the region of the flag, the settings or the AWS configuration (a dry run needs no
     credentials, only a region)."""
     region = aws.session(remote.region, need_credentials=need_credentials).region_name
-    return build_spec(source, out, checkpoint, remote, region=region, segment=segment)
+    return build_spec(source, out, checkpoint, remote, region=region, segment=segment, context=context)
 
 
 def container_command(spec: AnalysisSpec, *, subtitles: bool) -> tuple[list[str], list[str]]:
@@ -199,6 +215,7 @@ def container_command(spec: AnalysisSpec, *, subtitles: bool) -> tuple[list[str]
     install of the pinned requirements, in the AWS image)."""
     analyze = ["analyze", VIDEOS_DIR, "--out", OUTPUT_DIR, "--ckpt", MODEL_DIR, "--segment", spec.segment]
     analyze += ["--subtitles", SUBTITLES_DIR] if subtitles else []
+    analyze += {"full": [], "causal": ["--causal"], "none": ["--no-context"]}[spec.context]
     if spec.own_image:
         return ["meldctl"], analyze
     script = (

@@ -189,7 +189,17 @@ class _SharedModel:
     """The server's `Predictor` as the analysis sees it: every forward runs on the batcher's model thread."""
 
     predictor: Any
-    run: Callable[[list[Any]], list[Any]]
+    call: Callable[..., Any]
+    """Runs a function on the model thread and returns its result (`Batcher.call_blocking`)."""
+
+    def run(self, inputs: list[Any]) -> list[Any]:
+        return self.call(self.predictor.run, inputs)
+
+    def represent(self, inputs: list[Any]) -> Any:
+        return self.call(self.predictor.represent, inputs)
+
+    def classify_conversation(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return self.call(self.predictor.classify_conversation, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.predictor, name)
@@ -198,7 +208,7 @@ class _SharedModel:
 def analyze_video(
     request: VideoRequest,
     predictor: Any,
-    run: Callable[[list[Any]], list[Any]],
+    call: Callable[..., Any],
     limits: VideoLimits,
     cancelled: threading.Event,
 ) -> dict[str, Any]:
@@ -223,7 +233,7 @@ def analyze_video(
             "(--max-video-minutes); send long videos to an async endpoint",
         )
     log.info("analyze %s: %.1f minutes of video, segment %s", request.name, minutes, request.segment)
-    model = _SharedModel(predictor, run)
+    model = _SharedModel(predictor, call)
     timeline = analyze(
         request.video,
         lambda: model,  # type: ignore[arg-type,return-value]

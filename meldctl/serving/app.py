@@ -321,7 +321,7 @@ async def _analyze(request: Request, video: VideoRequest) -> dict[str, Any]:
     cancelled = threading.Event()
     try:
         return await asyncio.to_thread(
-            analyze_video, video, state.predictor, state.batcher.run_blocking, state.video_limits, cancelled
+            analyze_video, video, state.predictor, state.batcher.call_blocking, state.video_limits, cancelled
         )
     except MeldError as exc:
         raise RequestError(422, scrub(exc.message, video.renames())) from None

@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger("meldctl.serve")
+T = TypeVar("T")
 
 
 class ModelError(Exception):
@@ -152,10 +153,10 @@ class Batcher:
         self.stats.dialogues += 1
         return answers
 
-    def run_blocking(self, inputs: list[Any]) -> list[Any]:
-        """`model.run(inputs)` on the model thread, waited for here (from a thread that is not the event loop's):
-        a whole video's analysis shares the one model thread with the requests being batched."""
-        return self._runner.submit(self.model.run, inputs).result()
+    def call_blocking(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`function(*args, **kwargs)` on the model thread, waited for here (from a thread that is not the event
+        loop's): a whole video's analysis shares the one model thread with the requests being batched."""
+        return self._runner.submit(function, *args, **kwargs).result()
 
     async def _consume(self) -> None:
         assert self._queue is not None

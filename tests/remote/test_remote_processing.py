@@ -227,6 +227,11 @@ def test_dry_run_prints_the_request_without_credentials(
     app_spec = json.loads(own.stdout)["request"]["AppSpecification"]
     assert app_spec["ContainerEntrypoint"] == ["meldctl"] and app_spec["ContainerArguments"][0] == "analyze"
     assert "code" not in {i["InputName"] for i in json.loads(own.stdout)["request"]["ProcessingInputs"]}
+    # Dialogue context goes through to each instance's `meldctl analyze`.
+    for flag in ("--causal", "--no-context"):
+        plan = runner.invoke(app, [*args, "--image", "123.dkr.ecr.eu-west-1.amazonaws.com/meldctl:1", flag])
+        assert plan.exit_code == 0, plan.output
+        assert json.loads(plan.stdout)["AppSpecification"]["ContainerArguments"][-1] == flag
 
 
 def test_checks_of_train_remote_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_run: Path) -> None:
