@@ -21,6 +21,11 @@ Rows, each one cold process (imports, checkpoint load, the work), wall time and 
 - the same with fast input seeking (`-ss` before `-i`), every cue: the strongest form of cutting files;
 - meldctl analyze with speech recognition (faster-whisper tiny.en) instead of the SRT: the fraction of real
   time, and the share of it that recognition takes.
+
+`--context` measures dialogue context instead (and only that): a checkpoint trained the same way with a context
+window (`--context-past 8 --context-future 4`, kept in `--work`/run-context), `meldctl analyze` with the SRT
+on both lengths, each run twice in turn: with the video's utterances as one conversation (the default) and with
+`--no-context` (the same weights, every utterance alone, as a checkpoint without context runs).
 """
 
 from __future__ import annotations
@@ -184,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--literal-cues", type=int, default=10, help="cues the literal tutorial run cuts")
     parser.add_argument("--ckpt", type=Path, help="a checkpoint trained on the sample (default: train one here)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "meldctl-bench-analyze")
+    parser.add_argument("--context", action="store_true", help="only the dialogue-context rows (see above)")
+    parser.add_argument("--context-past", type=int, default=8, help="--context: the checkpoint's past window")
+    parser.add_argument("--context-future", type=int, default=4, help="--context: the checkpoint's future window")
     parser.add_argument("--tutorial-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tutorial_child:
@@ -194,10 +202,13 @@ def main(argv: list[str] | None = None) -> None:
     exe = shutil.which("meldctl") or str(Path(sys.executable).parent / "meldctl")
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    ckpt = train_or_reuse(args.work, args.ckpt, args.threads)
+    ckpt = context_checkpoint(args) if args.context else train_or_reuse(args.work, args.ckpt, args.threads)
     video, srt, cues, seconds = episode_files(args.work, args.minutes)
     long_video, long_srt = repeated(video, srt, args.long)
     print(f"  inputs ready in {time.perf_counter() - start:.0f} s; {load_line('now')}", flush=True)
+    if args.context:
+        context_rows(args, exe, ckpt, [(video, srt), (long_video, long_srt)])
+        return
 
     subs, subs_timeline = analyze_run(exe, video, ["--subtitles", str(srt)], ckpt, args.threads)
     print(f"  analyze (subtitles): {subs.seconds:.0f} s; {load_line('now')}", flush=True)
@@ -213,6 +224,45 @@ def main(argv: list[str] | None = None) -> None:
 
     report(args, ckpt, (video, cues, seconds), (subs, subs_timeline), (longer, long_timeline),
            (fast, fast_record), (literal, literal_record), (asr, asr_timeline))  # fmt: skip
+
+
+def context_checkpoint(args: argparse.Namespace) -> Path:
+    """`--ckpt`, or the sample checkpoint with a dialogue-context window, trained once into `--work`."""
+    if args.ckpt is not None:
+        return args.ckpt
+    kept = args.work / "run-context" / "best.pt"
+    if kept.is_file():
+        return kept
+    from bench_predict import train_checkpoint
+
+    return train_checkpoint(args.work, args.threads, context_past=args.context_past, context_future=args.context_future)
+
+
+def context_rows(args: argparse.Namespace, exe: str, ckpt: Path, videos: list[tuple[Path, Path]]) -> None:
+    """analyze with the SRT, with dialogue context and with --no-context in turn, on each video; the table."""
+    rows, ratios, rss = [], {}, {}
+    for video, srt in videos:
+        for label, extra in (("context", []), ("--no-context", ["--no-context"])):
+            run, timeline = analyze_run(exe, video, ["--subtitles", str(srt), *extra], ckpt, args.threads)
+            window = timeline["context"]
+            used = f"past {window['past']}, future {window['future']}" if window["used"] else "none"
+            what = f"meldctl analyze, subtitles, {label} ({used})"
+            seconds = timeline["seconds"]
+            rows.append(_analyze_row(what, run, timeline, f"classification {seconds['classification']:.0f} s"))
+            ratios.setdefault(label, []).append(run.seconds / timeline["duration"])
+            rss.setdefault(label, []).append(run.max_rss_mb)
+            print(f"  {what}, {timeline['duration'] / 60:.1f} min: {run.seconds:.0f} s; {load_line('now')}", flush=True)
+    print(f"\ninputs: {videos[0][0].name} and x{args.long}; checkpoint {ckpt} (text+audio+video, MiniLM, R3D-18 "
+          "weights none, 16 frames resized to 128x171, centre crop 112x112, audio up to 8 s); batch 8\n")  # fmt: skip
+    header = ["what", "video min", "utterances", "wall s", "x real time", "CPU s / 2 / video s", "peak RSS MiB"]
+    print_table([*header, "note"], [row.cells() for row in rows])
+    worst = max(ratios["context"])
+    print(
+        f"\ntarget: analyze with context and subtitles <= 0.5x real time: {worst:.2f}x -> "
+        f"{'PASS' if worst <= 0.5 else 'FAIL'}; with/without context: "
+        f"{', '.join(f'{a / b:.2f}x' for a, b in zip(ratios['context'], ratios['--no-context'], strict=True))}"
+    )
+    print(f"peak RSS with context, x{args.long} the video: {rss['context'][-1] - rss['context'][0]:+.0f} MiB")
 
 
 @dataclass

@@ -41,13 +41,16 @@ from meldctl.settings import DataSettings, ModelSettings, TrainSettings
 from meldctl.training.trainer import run_training
 
 
-def train_checkpoint(folder: Path, threads: int) -> Path:
-    """Prepare the sample into `folder` and train 1 epoch there; the path of best.pt."""
+def train_checkpoint(folder: Path, threads: int, *, context_past: int = 0, context_future: int = 0) -> Path:
+    """Prepare the sample into `folder` and train 1 epoch there (in `run/`, or `run-context/` with a dialogue
+    context window); the path of best.pt."""
     data = DataSettings(source="sample", data_dir=folder / "sample")
     prepare(data)
-    model = ModelSettings(modalities=["text", "audio", "video"], text_model="minilm", video_weights="none")
+    model = ModelSettings(modalities=["text", "audio", "video"], text_model="minilm", video_weights="none",
+                          context_past=context_past, context_future=context_future)  # fmt: skip
     train = TrainSettings(epochs=1, device="cpu", workers=min(2, threads + 1))
-    result = run_training(data, model, train, run_dir=folder / "run")
+    run = "run-context" if context_past + context_future else "run"
+    result = run_training(data, model, train, run_dir=folder / run)
     assert result.best_path is not None, "training wrote no best.pt"
     return result.best_path
 
