@@ -100,6 +100,9 @@ def test_a_checkpoint_without_context_gives_the_timeline_it_always_gave(
     for flag in ("--no-context", "--causal"):
         again = _analyze(dialogue_episode, dialogue_models["alone"], tmp_path / flag, flag)
         assert _scores(again) == _scores(default)
+    args = ["analyze", str(dialogue_episode), "--ckpt", str(dialogue_models["alone"]), "--out", str(tmp_path / "w")]
+    warned = runner.invoke(app, [*args, "--device", "cpu", "--causal"])
+    assert warned.exit_code == 0 and "trained without dialogue context: --causal changes nothing" in warned.output
 
 
 def test_causal_drops_the_later_utterances_of_a_past_and_future_checkpoint(
