@@ -114,14 +114,8 @@ class SplitCache:
         self.partial = self.folder / f"{split}.partial.npy"
         self.table = self.folder / f"{split}.rows.npy"
         self.lock_path = self.folder / f"{split}.lock"
-
-    @property
-    def what(self) -> str:
-        return f"the {self.kind.modality} feature cache of {self.split}"
-
-    @property
-    def label(self) -> str:
-        return f"caching {self.kind.modality} features, {self.split}"
+        self.what = f"the {kind.modality} feature cache of {split}"  # what error messages call it
+        self.label = f"caching {kind.modality} features, {split}"  # what progress lines call filling it
 
     def _index(self) -> dict[str, Any] | None:
         if not self.index.is_file():

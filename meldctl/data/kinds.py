@@ -73,12 +73,14 @@ class FeatureKind:
             names it; None for one read from the utterance text.
         read_order: The order in which predict reads a clip's modalities: the text first (a cheap check), then
             the video, so that an unreadable clip is reported as a video clip.
+        file_field: The `ManifestRow` field naming the file the modality is decoded from (a media modality).
     """
 
     modality: str
     cache_name: str
     stream: str | None = None
     read_order: int = 0
+    file_field: str = ""
 
     @property
     def media(self) -> bool:
@@ -86,8 +88,9 @@ class FeatureKind:
         return self.stream is not None
 
     def covers(self, row: ManifestRow) -> bool:
-        """Whether the row can have this modality at all (before any decoding)."""
-        raise NotImplementedError
+        """Whether the row can have this modality at all (before any decoding): a media modality needs its file
+        extracted."""
+        return row.status == "ok" and bool(self.source(row))
 
     def cacheable(self, model: MeldModel) -> bool:
         """Whether the model's input for this modality never changes during training (so it can be cached)."""
@@ -100,7 +103,7 @@ class FeatureKind:
 
     def source(self, row: ManifestRow) -> str:
         """The file (relative to the data folder) that the row's value is decoded from."""
-        raise NotImplementedError
+        return getattr(row, self.file_field)
 
     def identity(self, row: ManifestRow, data_dir: Path) -> str:
         """What a cached value of this row depends on besides the spec: the row and its file's size and time,
@@ -252,13 +255,7 @@ class TextKind(FeatureKind):
 
 
 class VideoKind(FeatureKind):
-    modality, cache_name, stream, read_order = "video", "video_features", "video", 1
-
-    def covers(self, row: ManifestRow) -> bool:
-        return row.status == "ok" and bool(row.clip)
-
-    def source(self, row: ManifestRow) -> str:
-        return row.clip
+    modality, cache_name, stream, read_order, file_field = "video", "video_features", "video", 1, "clip"
 
     def cacheable(self, model: MeldModel) -> bool:
         return model.video is not None and model.video.frozen
@@ -308,13 +305,7 @@ class VideoKind(FeatureKind):
 
 
 class AudioKind(FeatureKind):
-    modality, cache_name, stream, read_order = "audio", "audio", "audio", 2
-
-    def covers(self, row: ManifestRow) -> bool:
-        return row.status == "ok" and bool(row.audio)
-
-    def source(self, row: ManifestRow) -> str:
-        return row.audio
+    modality, cache_name, stream, read_order, file_field = "audio", "audio", "audio", 2, "audio"
 
     def cacheable(self, model: MeldModel) -> bool:
         return model.audio is not None

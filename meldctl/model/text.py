@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from meldctl.errors import MeldError
+from meldctl.model.pretrained import PretrainedEncoder
 
 MINILM_ALIAS = "minilm"
 
@@ -72,7 +73,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # [B, D]
 
 
-class TextEncoder(nn.Module):
+class TextEncoder(PretrainedEncoder):
     """Encoder -> mean pooling -> projection. `features()` is the frozen, cacheable part.
 
     With `layer_mix`, `features()` keeps the mean-pooled output of every layer (`[B, L+1, D]`) and
@@ -82,26 +83,18 @@ class TextEncoder(nn.Module):
 
     inputs = ("input_ids", "text_features")
     """The batch keys that carry text: token ids (with `attention_mask`), or cached `features()`."""
+    pretrained_attr = "encoder"
 
     def __init__(self, encoder: nn.Module, projection_dim: int, frozen: bool, layer_mix: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
-        self.frozen = frozen
         self.layer_mix = layer_mix
         self.feature_dim = int(encoder.config.hidden_size)
         self.num_layers = int(encoder.config.num_hidden_layers) + 1  # the embeddings count as a layer
         if layer_mix:
             self.layer_weights = nn.Parameter(torch.zeros(self.num_layers))
         self.projection = nn.Sequential(nn.Linear(self.feature_dim, projection_dim), nn.GELU())
-        if frozen:
-            self.encoder.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> TextEncoder:
-        """Set training mode; a frozen encoder stays in eval mode (its dropout must not perturb the features)."""
-        super().train(mode)
-        if self.frozen:
-            self.encoder.eval()
-        return self
+        self.set_frozen(frozen)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -117,7 +110,7 @@ class TextEncoder(nn.Module):
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled encoder output for token ids `[B, L]`: `[B, D]`, or `[B, layers, D]` with `layer_mix`."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+        with self.pretrained_grad():
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.layer_mix)
             if not self.layer_mix:
                 return mean_pool(out.last_hidden_state, attention_mask)

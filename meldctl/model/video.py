@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models.video import R3D_18_Weights, r3d_18
 
 from meldctl.errors import MeldError
+from meldctl.model.pretrained import PretrainedEncoder
 
 FEATURE_DIM = 512
 
@@ -58,29 +59,21 @@ def _load_local_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k in expected}
 
 
-class VideoEncoder(nn.Module):
+class VideoEncoder(PretrainedEncoder):
     """R3D-18 backbone -> projection. `features()` is the frozen, cacheable part."""
 
     inputs = ("video", "video_features")
     """The batch keys that carry video: clips `[B, C, T, H, W]`, or cached `features()` `[B, 512]`."""
+    pretrained_attr = "backbone"
 
     def __init__(self, backbone: nn.Module, projection_dim: int, frozen: bool) -> None:
         super().__init__()
         # Channels-last 3D: about 15% less CPU for R3D-18's convolutions (benchmarks/bench_predict.py), and the
         # layout cuDNN prefers under autocast; the weights and their hash are the same.
         self.backbone = backbone.to(memory_format=torch.channels_last_3d)
-        self.frozen = frozen
         self.feature_dim = FEATURE_DIM
         self.projection = nn.Sequential(nn.Linear(FEATURE_DIM, projection_dim), nn.GELU())
-        if frozen:
-            self.backbone.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> VideoEncoder:
-        """Set training mode; a frozen backbone stays in eval mode (its BatchNorm statistics must not drift)."""
-        super().train(mode)
-        if self.frozen:
-            self.backbone.eval()
-        return self
+        self.set_frozen(frozen)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The projection `[B, P]` of a batch's cached `video_features`, or of its `video` clips."""
@@ -91,7 +84,7 @@ class VideoEncoder(nn.Module):
 
     def features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled features `[B, 512]` for normalised clips `[B, C, T, H, W]`."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+        with self.pretrained_grad():
             return self.backbone(video.contiguous(memory_format=torch.channels_last_3d))
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
