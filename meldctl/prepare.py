@@ -269,25 +269,20 @@ def examine_clip(
     return ClipOutcome("ok", info.duration_s, extracted=True)
 
 
+_FROM_LABEL = tuple("dialogue_id utterance_id text speaker emotion sentiment season episode start_s end_s".split())
+"""The fields a manifest row takes unchanged from its label CSV row."""
+
+
 def _row(split: str, utt: LabelRow, clip: str | None, audio: str | None, outcome: ClipOutcome) -> ManifestRow:
     return ManifestRow(
         split=split,
-        dialogue_id=utt.dialogue_id,
-        utterance_id=utt.utterance_id,
-        text=utt.text,
-        speaker=utt.speaker,
-        emotion=utt.emotion,
-        sentiment=utt.sentiment,
         clip=clip,
         audio=audio if outcome.status == "ok" else None,
         duration_s=round(outcome.duration_s, 3) if outcome.duration_s is not None else None,
         status=outcome.status,
         error=outcome.error,
-        season=utt.season,
-        episode=utt.episode,
-        start_s=utt.start_s,
-        end_s=utt.end_s,
         note="zero-length span in the label CSV (StartTime == EndTime)" if utt.zero_length else None,
+        **{name: getattr(utt, name) for name in _FROM_LABEL},
     )
 
 
