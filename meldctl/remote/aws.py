@@ -13,7 +13,7 @@ import json
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from meldctl.errors import MeldError, RemoteError
 from meldctl.remote.answers import ENDPOINT_HINT, URL_KEY, UnexpectedAnswer, check_answers
@@ -103,14 +103,15 @@ def aws_boundary(action: str, *, resource: str = "training job") -> Callable[[F]
     return decorate
 
 
-def translate(
-    exc: BaseException,
-    action: str,
-    *,
-    instance_type: str | None = None,
-    bucket: str | None = None,
-    resource: str = "training job",
-) -> RemoteError | None:
+class ErrorContext(TypedDict, total=False):
+    """What the explanation of an AWS error names besides the action: `explain_client_error`'s keywords."""
+
+    instance_type: str | None
+    bucket: str | None
+    resource: str
+
+
+def translate(exc: BaseException, action: str, **context: Unpack[ErrorContext]) -> RemoteError | None:
     """The `RemoteError` for an AWS-side exception, or None when `exc` is not one (a bug: let it show)."""
     import boto3.exceptions
     import botocore.exceptions
@@ -119,7 +120,7 @@ def translate(
     if isinstance(exc, UnexpectedAnswer):
         return RemoteError(f"{action}: {exc.message}", hint=exc.hint)
     if isinstance(exc, botocore.exceptions.ClientError):
-        return explain_client_error(exc, action, instance_type=instance_type, bucket=bucket, resource=resource)
+        return explain_client_error(exc, action, **context)
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return _explain_botocore(exc, action)
     transfer_errors = (boto3.exceptions.Boto3Error, s3transfer.exceptions.S3UploadFailedError,
