@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from meldctl.reporting import Reporter
 from meldctl.settings import Settings, render_toml
@@ -21,33 +22,29 @@ def saved_settings(settings: Settings) -> str:
     return render_toml(absolute, commented=False)
 
 
-def train_with(
-    settings: Settings,
-    *,
-    run_dir: Path,
-    resume: Path | None = None,
-    reporter: Reporter | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    stop_signal: Callable[[], str | None] = lambda: None,
-) -> TrainResult:
-    """Train with `settings` into `run_dir`; the main process writes `run_dir/settings.toml` once set up.
+class RunOptions(TypedDict, total=False):
+    """`run_training`'s optional keywords, left to its defaults when not given.
 
-    Args:
-        settings: Resolved settings (flags, environment, TOML; inside a job, the job's layer too).
-        run_dir: Where checkpoints, TensorBoard and settings.toml go.
+    Attributes:
         resume: A last.pt to continue from.
         reporter: Progress callbacks (ignored on processes other than the main one).
         should_stop: Polled every batch; true saves last.pt and returns.
         stop_signal: The name of the signal that asked to stop, for the messages.
     """
-    return run_training(
-        settings.data,
-        settings.model,
-        settings.train,
-        run_dir=run_dir,
-        resume=resume,
-        reporter=reporter,
-        should_stop=should_stop,
-        stop_signal=stop_signal,
-        settings_toml=saved_settings(settings),
-    )
+
+    resume: Path | None
+    reporter: Reporter | None
+    should_stop: Callable[[], bool]
+    stop_signal: Callable[[], str | None]
+
+
+def train_with(settings: Settings, *, run_dir: Path, **options: Unpack[RunOptions]) -> TrainResult:
+    """Train with `settings` into `run_dir`; the main process writes `run_dir/settings.toml` once set up.
+
+    Args:
+        settings: Resolved settings (flags, environment, TOML; inside a job, the job's layer too).
+        run_dir: Where checkpoints, TensorBoard and settings.toml go.
+        **options: `RunOptions`: resume, reporter, should_stop, stop_signal.
+    """
+    toml = saved_settings(settings)
+    return run_training(settings.data, settings.model, settings.train, run_dir=run_dir, settings_toml=toml, **options)
