@@ -192,14 +192,6 @@ def detect(environ: Mapping[str, str] | None = None) -> SageMakerJob | None:
     input_data_dir = Path(env.get("SM_INPUT_DATA_DIR") or input_dir / "data")
     config_dir = Path(env.get("SM_INPUT_CONFIG_DIR") or input_dir / "config")
     output_dir = Path(env.get("SM_OUTPUT_DIR") or training_env.get("output_dir") or ML_ROOT / "output")
-    remote_defaults = RemoteSettings()
-    checkpoint_dir = Path(
-        env.get("SM_CHECKPOINT_DIR") or env.get("MELDCTL_REMOTE__CHECKPOINT_DIR") or remote_defaults.checkpoint_dir
-    )
-    tensorboard_dir = Path(
-        env.get("SM_TENSORBOARD_DIR") or env.get("MELDCTL_REMOTE__TENSORBOARD_DIR") or remote_defaults.tensorboard_dir
-    )
-
     channels = _channels(env, training_env, input_data_dir)
     hyperparameters = _hyperparameters(env, training_env, config_dir)
     data_channels = {name: path for name, path in channels.items() if name not in WEIGHT_CHANNELS}
@@ -212,14 +204,21 @@ def detect(environ: Mapping[str, str] | None = None) -> SageMakerJob | None:
     return SageMakerJob(
         data_dir=data_dir,
         model_dir=model_dir,
-        checkpoint_dir=checkpoint_dir,
-        tensorboard_dir=tensorboard_dir,
+        checkpoint_dir=_synced_dir(env, "checkpoint_dir"),
+        tensorboard_dir=_synced_dir(env, "tensorboard_dir"),
         output_dir=output_dir,
         hyperparameters=hyperparameters,
         channels=channels,
         run_dir=model_dir.parent / "meldctl-run",
         rank=int(env.get("RANK") or 0),
     )
+
+
+def _synced_dir(env: Mapping[str, str], setting: str) -> Path:
+    """The folder SageMaker syncs with S3 (`SM_CHECKPOINT_DIR`, ...), else the `remote.` setting of that name from
+    the environment, else its default."""
+    name = setting.upper()
+    return Path(env.get(f"SM_{name}") or env.get(f"MELDCTL_REMOTE__{name}") or getattr(RemoteSettings(), setting))
 
 
 def combine_channels(channels: list[Path], target: Path) -> Path:
