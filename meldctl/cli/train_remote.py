@@ -118,9 +118,9 @@ def _render_plan(plan: Any) -> None:
         *((f"channel {name}", uri) for name, uri in channels),
         *((f"upload {u.channel}", f"{u.local} -> {u.uri}") for u in spec.uploads),
         ("hyperparameters", " ".join(f"{k}={v}" for k, v in request["HyperParameters"].items())),
-        ("checkpoints", f"{spec.checkpoint_dir} <-> {spec.checkpoint_uri}"),
-        ("TensorBoard", f"{spec.tensorboard_dir} -> {spec.tensorboard_uri}"),
-        ("model", f"{spec.output_path}/{request['TrainingJobName']}/output/model.tar.gz"),
+        ("checkpoints", f"{spec.checkpoint_dir} <-> {spec.uri('checkpoints')}"),
+        ("TensorBoard", f"{spec.tensorboard_dir} -> {spec.uri('tensorboard')}"),
+        ("model", f"{spec.uri('output')}/{request['TrainingJobName']}/output/model.tar.gz"),
     ]
     for key, value in rows:
         table.add_row(key, escape(str(value)))

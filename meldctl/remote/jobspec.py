@@ -114,17 +114,9 @@ class JobSpec:
     def root_uri(self) -> str:
         return self.layout.submission(self.base_name)
 
-    @property
-    def output_path(self) -> str:
-        return f"{self.root_uri}/output"
-
-    @property
-    def checkpoint_uri(self) -> str:
-        return f"{self.root_uri}/checkpoints"
-
-    @property
-    def tensorboard_uri(self) -> str:
-        return f"{self.root_uri}/tensorboard"
+    def uri(self, folder: str) -> str:
+        """Where the submission keeps `folder` in S3: `output` (the model), `checkpoints` or `tensorboard`."""
+        return f"{self.root_uri}/{folder}"
 
     @property
     def command(self) -> str:

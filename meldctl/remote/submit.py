@@ -177,14 +177,14 @@ def _trainer(spec: JobSpec, boto_session: Any, source: Path) -> Any:
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=spec.max_run, max_wait_time_in_seconds=spec.max_wait if spec.spot else None
         ),
-        output_data_config=OutputDataConfig(s3_output_path=spec.output_path),
-        checkpoint_config=CheckpointConfig(s3_uri=spec.checkpoint_uri, local_path=spec.checkpoint_dir),
+        output_data_config=OutputDataConfig(s3_output_path=spec.uri("output")),
+        checkpoint_config=CheckpointConfig(s3_uri=spec.uri("checkpoints"), local_path=spec.checkpoint_dir),
         hyperparameters=dict(spec.hyperparameters),
         environment=dict(spec.environment),
         tags=[Tag(key=t["Key"], value=t["Value"]) for t in job_tags()],
     )
     return trainer.with_tensorboard_output_config(
-        TensorBoardOutputConfig(s3_output_path=spec.tensorboard_uri, local_path=spec.tensorboard_dir)
+        TensorBoardOutputConfig(s3_output_path=spec.uri("tensorboard"), local_path=spec.tensorboard_dir)
     ).with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in metric_definitions()])
 
 

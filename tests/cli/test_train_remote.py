@@ -139,7 +139,7 @@ def test_wait_streams_the_log_and_brings_the_model_home(
         bucket, key = model["S3ModelArtifacts"][5:].split("/", 1)
         archive = model_archive({"best.pt": b"weights", "eval/test/report.json": b"{}"})
         s3_client().put_object(Bucket=bucket, Key=key, Body=archive)
-        tensorboard = spec.tensorboard_uri[5:].split("/", 1)[1]
+        tensorboard = spec.uri("tensorboard")[5:].split("/", 1)[1]
         s3_client().put_object(Bucket=bucket, Key=f"{tensorboard}/events.out.1", Body=b"e")
         logs = boto3.client("logs")
         logs.create_log_group(logGroupName=LOG_GROUP)

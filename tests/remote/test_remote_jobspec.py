@@ -30,9 +30,8 @@ def spec_for(**values: object):  # noqa: ANN201
 def test_every_s3_location_derives_from_bucket_and_prefix() -> None:
     spec = spec_for(prefix="team/meld")
     assert spec.root_uri == "s3://meld-bucket/team/meld/meldctl-abc123"
-    assert spec.output_path == f"{spec.root_uri}/output"
-    assert spec.checkpoint_uri == f"{spec.root_uri}/checkpoints"
-    assert spec.tensorboard_uri == f"{spec.root_uri}/tensorboard"
+    for folder in ("output", "checkpoints", "tensorboard"):
+        assert spec.uri(folder) == f"s3://meld-bucket/team/meld/meldctl-abc123/{folder}"
     assert spec.channels == {"data": "s3://meld-bucket/data/"}
     assert spec.environment["MELDCTL_REMOTE__CHECKPOINT_DIR"] == "/opt/ml/checkpoints"
 
