@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from meldctl.protocol import SEGMENT, VIDEO_B64, VIDEO_PATH, VIDEO_S3
-from meldctl.serving.forms import FieldSpec, Form, FormSpec, RequestError, upload_name, upload_path
+from meldctl.serving.forms import FieldSpec, Form, FormSpec, RequestError, over_limit, upload_name, upload_path
 from meldctl.serving.jsonbody import Base64Target, Decoded
 from meldctl.serving.s3access import S3Access
 from meldctl.serving.uploads import b64_length, validated
@@ -60,7 +60,7 @@ class VideoLimits:
 
     @property
     def video_over(self) -> str:
-        return f"the video is over the server's limit of {round(self.video_bytes / 2**20, 3):g} MB (--max-video-mb)"
+        return over_limit("the video is", self.video_bytes, " (--max-video-mb)")
 
     @property
     def subtitles_over(self) -> str:

@@ -224,47 +224,13 @@ def _add_routes(app: FastAPI) -> None:
         }
         return JSONResponse({**state.predictor.describe(), "context": context, "serving": serving})
 
-    @app.post(
-        "/predict",
-        summary="Predict from a multipart form (clip, text, context) or JSON (text, clip_b64 or clip_s3, context; "
-        "or a whole dialogue)",
-        description="Answers what `meldctl predict CLIP --text TEXT --json` prints; `clip` is the "
-        "uploaded file's name. A text-only checkpoint needs no clip. `context` (oldest first) is what "
-        '`--context "Speaker: line"` gives; `{"dialogue": [{"text", "speaker", "dialogue", "clip_b64"}, ...]}` '
-        "is answered as `meldctl predict --dialogue FILE --json`: one object per row, in order. "
-        "`no_context: true` classifies every utterance alone.",
-        openapi_extra=_body(_FORM, InvocationRequest),
-        responses={200: {"model": PredictAnswer}, **_REFUSALS},
+    posts = (
+        ("/predict", _predict_request, _body(_FORM, InvocationRequest), PredictAnswer),
+        ("/analyze", _analyze_request, _body(_VIDEO_FORM, AnalyzeRequest), TimelineBody),
+        ("/invocations", _invocation, invocation_body, PredictAnswer | TimelineBody),
     )
-    async def predict(request: Request) -> JSONResponse:
-        return await _answer(request, _predict_request)
-
-    @app.post(
-        "/analyze",
-        summary="Analyse a whole video: multipart (video, subtitles, segment) or JSON (video_s3 or video_b64)",
-        description="Answers what `meldctl analyze VIDEO --json` prints (`video` is the uploaded file's name). "
-        'JSON: `{"video_s3": "s3://bucket/key.mp4", "subtitles_text": "...", "segment": "auto"}`; the seed '
-        "endpoint's `video_path` is taken as `video_s3`. Long videos belong to an async endpoint.",
-        openapi_extra=_body(_VIDEO_FORM, AnalyzeRequest),
-        responses={200: {"model": TimelineBody}, **_REFUSALS},
-    )
-    async def analyze(request: Request) -> JSONResponse:
-        return await _answer(request, _analyze_request)
-
-    @app.post(
-        "/invocations",
-        summary="SageMaker's inference route: /predict's form or JSON with clip_b64 or clip_s3; "
-        "a body with video_s3, video_b64 or video_path is analysed as /analyze does",
-        description='JSON: `{"text": "...", "clip_b64": "<base64>", "clip_name": "x.mp4"}`, '
-        '`{"text": "...", "clip_s3": "s3://bucket/key.mp4"}` (fetched by the server, for large clips), '
-        '`{"text": "Okay.", "context": [{"speaker": "Rachel", "text": "I got the job!"}]}`, '
-        '`{"dialogue": [{"speaker": "Rachel", "text": "..."}, ...]}` (as /predict), or '
-        '`{"video_path": "s3://bucket/episode.mp4"}` (a whole video).',
-        openapi_extra=invocation_body,
-        responses={200: {"model": PredictAnswer | TimelineBody}, **_REFUSALS},
-    )
-    async def invocations(request: Request) -> JSONResponse:
-        return await _answer(request, _invocation)
+    for path, work, body, answer in posts:
+        _post(app, path, work, body, answer)
 
     @app.get("/", response_class=HTMLResponse, summary="A page to try the model in a browser")
     async def index() -> HTMLResponse:
@@ -276,6 +242,47 @@ def _add_routes(app: FastAPI) -> None:
 
 
 Work = Callable[[Request, Path], Awaitable[dict[str, Any] | list[dict[str, Any]]]]
+
+_POST_DOCS = {
+    "/predict": (
+        "Predict from a multipart form (clip, text, context) or JSON (text, clip_b64 or clip_s3, context; "
+        "or a whole dialogue)",
+        "Answers what `meldctl predict CLIP --text TEXT --json` prints; `clip` is the "
+        "uploaded file's name. A text-only checkpoint needs no clip. `context` (oldest first) is what "
+        '`--context "Speaker: line"` gives; `{"dialogue": [{"text", "speaker", "dialogue", "clip_b64"}, ...]}` '
+        "is answered as `meldctl predict --dialogue FILE --json`: one object per row, in order. "
+        "`no_context: true` classifies every utterance alone.",
+    ),
+    "/analyze": (
+        "Analyse a whole video: multipart (video, subtitles, segment) or JSON (video_s3 or video_b64)",
+        "Answers what `meldctl analyze VIDEO --json` prints (`video` is the uploaded file's name). "
+        'JSON: `{"video_s3": "s3://bucket/key.mp4", "subtitles_text": "...", "segment": "auto"}`; the seed '
+        "endpoint's `video_path` is taken as `video_s3`. Long videos belong to an async endpoint.",
+    ),
+    "/invocations": (
+        "SageMaker's inference route: /predict's form or JSON with clip_b64 or clip_s3; "
+        "a body with video_s3, video_b64 or video_path is analysed as /analyze does",
+        'JSON: `{"text": "...", "clip_b64": "<base64>", "clip_name": "x.mp4"}`, '
+        '`{"text": "...", "clip_s3": "s3://bucket/key.mp4"}` (fetched by the server, for large clips), '
+        '`{"text": "Okay.", "context": [{"speaker": "Rachel", "text": "I got the job!"}]}`, '
+        '`{"dialogue": [{"speaker": "Rachel", "text": "..."}, ...]}` (as /predict), or '
+        '`{"video_path": "s3://bucket/episode.mp4"}` (a whole video).',
+    ),
+}
+"""Each POST route's summary and description, as /docs shows them."""
+
+
+def _post(app: FastAPI, path: str, work: Work, body: dict[str, Any], answer: Any) -> None:
+    """Add the POST route `path`, which answers with `work` (through `_answer`); its OpenAPI entry shows the
+    request `body`, the `answer` model and the refusals."""
+
+    async def route(request: Request) -> JSONResponse:
+        return await _answer(request, work)
+
+    docs = _POST_DOCS[path]
+    responses: dict[int | str, dict[str, Any]] = {200: {"model": answer}, **_REFUSALS}
+    add = app.post(path, name=path[1:], summary=docs[0], description=docs[1], openapi_extra=body, responses=responses)
+    add(route)
 
 
 async def _answer(request: Request, work: Work) -> JSONResponse:

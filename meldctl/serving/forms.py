@@ -80,6 +80,16 @@ class Form:
     files: dict[str, Upload] = field(default_factory=dict)
 
 
+def megabytes(size: int) -> str:
+    """`size` bytes as the refusals name them: `1.5 MB` (MiB, to three decimals at most)."""
+    return f"{round(size / 2**20, 3):g} MB"
+
+
+def over_limit(what: str, size: int, after: str = "") -> str:
+    """The 413 sentence for `what` (`the clip is`) over a limit of `size` bytes, `after` appended."""
+    return f"{what} over the server's limit of {megabytes(size)}{after}"
+
+
 def upload_name(filename: str | None, default: str = "clip") -> str:
     """The name an answer reports for an uploaded file: its last path component, printable, at most 255 chars."""
     last = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]

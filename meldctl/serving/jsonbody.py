@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 CHUNK = 1 << 20
 _WHITESPACE = b" \t\r\n"
@@ -35,17 +35,21 @@ class BodyError(Exception):
 
 @dataclass(frozen=True)
 class Base64Target:
-    """Where a base64 field's bytes go, and how many may arrive (413 above)."""
+    """Where a base64 field's bytes go, and how many may arrive.
+
+    Attributes:
+        path: The file the decoded bytes are written to.
+        limit: The most decoded bytes (413 `over` above).
+        over: The 413 sentence for more.
+    """
 
     path: Path
     limit: int
     over: str
-    """The 413 sentence."""
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """A base64 field written to its file."""
+class Decoded(NamedTuple):
+    """A base64 field written to its file (`path`), `size` bytes once decoded."""
 
     path: Path
     size: int

@@ -24,6 +24,8 @@ from meldctl.serving.forms import (
     Form,
     FormSpec,
     RequestError,
+    megabytes,
+    over_limit,
     read_form,
     upload_name,
     upload_path,
@@ -98,12 +100,9 @@ class Limits:
         clips = max(self.clip_bytes, self.dialogue_bytes)
         return b64_length(clips) + 6 * self.text_bytes + self.max_rows * 2048 + FORM_OVERHEAD
 
-    def describe(self) -> str:
-        return f"{round(self.clip_bytes / 2**20, 3):g} MB"
-
     @property
     def clip_over(self) -> str:
-        return f"the clip is over the server's limit of {self.describe()}"
+        return over_limit("the clip is", self.clip_bytes)
 
     @property
     def text_over(self) -> str:
@@ -125,7 +124,7 @@ class Limits:
         context = FieldSpec(file=False, limit=JSON_VALUE_LIMIT, over=self.texts_over)
         flag = FieldSpec(file=False, limit=16, over="no_context is true or false")
         fields = {CLIP: clip, TEXT: text, CONTEXT: context, NO_CONTEXT: flag}
-        return FormSpec(fields, f"the upload is over the server's limit of {self.describe()}")
+        return FormSpec(fields, over_limit("the upload is", self.clip_bytes))
 
     @property
     def base64(self) -> dict[str, Base64Target]:
@@ -146,8 +145,7 @@ class Limits:
 
     @property
     def dialogue_over(self) -> str:
-        total = round(self.dialogue_total / 2**20, 3)
-        return f"the dialogue's clips are over the server's limit of {total:g} MB together (--max-video-mb)"
+        return over_limit("the dialogue's clips are", self.dialogue_total, " together (--max-video-mb)")
 
 
 def b64_length(size: int) -> int:
@@ -368,7 +366,7 @@ async def read_json(
         RequestError: 400 for malformed JSON or base64 or an unreadable S3 object, 403 for an S3 object outside
             the allowed prefixes, 413 over the limits, 422 for fields of the wrong type or unknown fields.
     """
-    over = f"the JSON body is over the server's limit for a {limits.describe()} clip"
+    over = f"the JSON body is over the server's limit for a {megabytes(limits.clip_bytes)} clip"
     targets = json_targets(folder, limits.base64)
     fields, decoded = await read_json_body(
         stream, folder, targets, limit=limits.json_bytes, over=over, lists=limits.lists(folder)
