@@ -13,6 +13,7 @@ import torch
 
 from meldctl.errors import MeldError, NoStreamError
 from meldctl.model.checkpoint import LoadedCheckpoint, load_checkpoint
+from meldctl.model.context import window_ahead
 from meldctl.training import distributed
 
 if TYPE_CHECKING:
@@ -348,7 +349,7 @@ class Predictor:
         """
         config = self.model.config
         used = context and self.uses_context
-        ahead = config.context_future if future is None else max(0, min(future, config.context_future))
+        ahead = window_ahead(config.context_future, future)
         return {
             "past": config.context_past if used else 0,
             "future": ahead if used else 0,
@@ -363,7 +364,7 @@ class Predictor:
         from meldctl.data.dialogue import speaker_ids
 
         config, size = self.model.config, len(fused)
-        ahead = config.context_future if future is None else max(0, min(future, config.context_future))
+        ahead = window_ahead(config.context_future, future)
         ids = torch.tensor(speaker_ids(speakers), device=fused.device)
         outputs: dict[str, list[torch.Tensor]] = {}
         for first in range(0, size, chunk):

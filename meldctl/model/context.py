@@ -24,6 +24,11 @@ CONTEXT_KEYS = ("dialogue", "position", "speaker")
 """The batch keys that place utterances in their dialogues."""
 
 
+def window_ahead(trained: int, asked: int | None) -> int:
+    """How many later utterances are seen: the trained window, or fewer when asked (`--causal` asks 0)."""
+    return trained if asked is None else max(0, min(asked, trained))
+
+
 def context_mask(dialogue: torch.Tensor, position: torch.Tensor, past: int, future: int) -> torch.Tensor:
     """Which utterance may attend to which: `[B, B]` bool, row i's window over columns j.
 
@@ -94,7 +99,7 @@ class DialogueContext(nn.Module):
             position = torch.zeros(len(x), dtype=torch.long, device=x.device)
         else:
             dialogue, position = batch["dialogue"].to(x.device), batch["position"].to(x.device)
-        ahead = self.future if future is None else max(0, min(future, self.future))
+        ahead = window_ahead(self.future, future)
         allowed = context_mask(dialogue, position, self.past, ahead)
         offset = (position[None, :] - position[:, None]).clamp(-self.past, self.future) + self.past
         bias = self.position_bias[:, offset]  # [heads, B, B]
